@@ -1,0 +1,91 @@
+"""Running awaitables from a session's worker thread on the app's event loop.
+
+The rewritten cell calls these helpers (see ``compiler``); the awaited coroutine runs
+as a task on the app loop, so it touches real app state safely, while the worker thread
+waits - interruptibly: an interrupt cancels the task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import threading
+from collections.abc import AsyncIterable, Awaitable, Iterator
+from types import TracebackType
+from typing import Any, TypeVar
+
+from .control import current_control
+
+__all__ = ["LoopBridge"]
+
+T = TypeVar("T")
+
+
+async def _await(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+class LoopBridge:
+    """The ``await``/``async for``/``async with`` helpers bound to one event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def await_(self, awaitable: Awaitable[T]) -> T:
+        if not inspect.isawaitable(awaitable):
+            raise TypeError(f"object {type(awaitable).__name__} can't be used in 'await' expression")
+        if self.loop.is_closed():
+            raise RuntimeError("the application's event loop is closed; nothing can be awaited")
+        if getattr(self.loop, "_thread_id", None) == threading.get_ident():
+            raise RuntimeError("await from the event loop's own thread would deadlock")
+        coro = awaitable if asyncio.iscoroutine(awaitable) else _await(awaitable)
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        control = current_control()
+        if control is None:
+            return future.result()
+        with control.lock:
+            control.pending = future
+        if control.interrupted.is_set():
+            future.cancel()
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:
+            if control.interrupted.is_set():
+                control.raise_if_interrupted()
+            raise
+        finally:
+            with control.lock:
+                control.pending = None
+
+    def aiter(self, iterable: AsyncIterable[T]) -> Iterator[T]:
+        iterator = iterable.__aiter__()
+        while True:
+            try:
+                item = self.await_(iterator.__anext__())
+            except StopAsyncIteration:
+                return
+            yield item
+
+    def awith(self, manager: Any) -> _SyncAsyncContext:
+        return _SyncAsyncContext(self, manager)
+
+
+class _SyncAsyncContext:
+    """``async with`` as a plain ``with`` whose enter/exit run on the app loop."""
+
+    def __init__(self, bridge: LoopBridge, manager: Any) -> None:
+        if not hasattr(manager, "__aenter__") or not hasattr(manager, "__aexit__"):
+            raise TypeError(
+                f"'{type(manager).__name__}' object does not support the asynchronous context manager protocol"
+            )
+        self._bridge = bridge
+        self._manager = manager
+
+    def __enter__(self) -> Any:
+        return self._bridge.await_(self._manager.__aenter__())
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        return bool(self._bridge.await_(self._manager.__aexit__(exc_type, exc, tb)))

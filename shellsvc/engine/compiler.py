@@ -1,0 +1,130 @@
+"""Turning REPL input into code that runs off the app's event loop.
+
+Top-level ``await``, ``async for`` and ``async with`` are rewritten into calls of
+bridge helpers (``__shellsvc_await__`` …) that hand only the awaited object to the
+app's loop and block the session's worker thread until it completes. The cell itself
+is ordinary synchronous code, so none of the user's statements run on the loop thread.
+"""
+
+from __future__ import annotations
+
+import ast
+import codeop
+import itertools
+import linecache
+from dataclasses import dataclass
+from types import CodeType
+
+__all__ = ["CompiledCell", "compile_cell", "is_complete", "AWAIT_NAME", "AITER_NAME", "AWITH_NAME"]
+
+AWAIT_NAME = "__shellsvc_await__"
+AITER_NAME = "__shellsvc_aiter__"
+AWITH_NAME = "__shellsvc_awith__"
+
+_cell_numbers = itertools.count(1)
+
+_command_compiler = codeop.CommandCompiler()
+_command_compiler.compiler.flags |= ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+
+
+def is_complete(source: str) -> bool:
+    """Whether ``source`` is a complete cell (a syntax error counts as complete: it is reported).
+
+    Incomplete means the user is mid-statement: an open bracket, a trailing ``:``, a
+    backslash continuation. The interactive front ends ask for another line then.
+    """
+    if not source.strip():
+        return True
+    try:
+        return _command_compiler(source, "<input>", "exec") is not None
+    except (SyntaxError, ValueError, OverflowError):
+        return True
+
+
+@dataclass(frozen=True)
+class CompiledCell:
+    """A cell ready to run: statements, then an optional trailing expression to echo."""
+
+    filename: str
+    body: CodeType | None
+    last_expr: CodeType | None
+
+
+class _AsyncRewriter(ast.NodeTransformer):
+    """Rewrites top-level async constructs into synchronous bridge calls.
+
+    Function and class bodies are left alone: an ``await`` inside ``async def`` belongs
+    to that coroutine, which the user awaits (and so hands to the loop) as a whole.
+    """
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        node.decorator_list = [self.visit(d) for d in node.decorator_list]
+        return node
+
+    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> ast.AST:
+        node.decorator_list = [self.visit(d) for d in node.decorator_list]
+        return node
+
+    def visit_Lambda(self, node: ast.Lambda) -> ast.AST:
+        return node
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
+        return node
+
+    def visit_Await(self, node: ast.Await) -> ast.AST:
+        value = self.visit(node.value)
+        return ast.copy_location(
+            ast.Call(func=ast.Name(AWAIT_NAME, ast.Load()), args=[value], keywords=[]), node
+        )
+
+    def visit_AsyncFor(self, node: ast.AsyncFor) -> ast.AST:
+        self.generic_visit(node)
+        iterator = ast.Call(func=ast.Name(AITER_NAME, ast.Load()), args=[node.iter], keywords=[])
+        new = ast.For(target=node.target, iter=iterator, body=node.body, orelse=node.orelse,
+                      type_comment=node.type_comment)
+        return ast.copy_location(new, node)
+
+    def visit_AsyncWith(self, node: ast.AsyncWith) -> ast.AST:
+        self.generic_visit(node)
+        items = [
+            ast.withitem(
+                context_expr=ast.Call(func=ast.Name(AWITH_NAME, ast.Load()), args=[item.context_expr],
+                                      keywords=[]),
+                optional_vars=item.optional_vars,
+            )
+            for item in node.items
+        ]
+        return ast.copy_location(ast.With(items=items, body=node.body, type_comment=node.type_comment), node)
+
+    def visit_comprehension(self, node: ast.comprehension) -> ast.AST:
+        self.generic_visit(node)
+        if node.is_async:
+            node.iter = ast.Call(func=ast.Name(AITER_NAME, ast.Load()), args=[node.iter], keywords=[])
+            node.is_async = 0
+        return node
+
+
+def _register_source(filename: str, source: str) -> None:
+    """Let tracebacks and ``inspect.getsource`` show the user's lines."""
+    lines = source.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    linecache.cache[filename] = (len(source), None, lines, filename)
+
+
+def compile_cell(source: str, *, label: str = "shell") -> CompiledCell:
+    """Compile a complete cell; raises :class:`SyntaxError` pointing at the user's text."""
+    filename = f"<{label}-{next(_cell_numbers)}>"
+    _register_source(filename, source)
+    tree = ast.parse(source, filename, "exec")
+    tree = _AsyncRewriter().visit(tree)
+    last_expr: ast.Expression | None = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last_expr = ast.Expression(tree.body.pop().value)
+    ast.fix_missing_locations(tree)
+    body = compile(tree, filename, "exec") if tree.body else None
+    expr = None
+    if last_expr is not None:
+        ast.fix_missing_locations(last_expr)
+        expr = compile(last_expr, filename, "eval")
+    return CompiledCell(filename, body, expr)

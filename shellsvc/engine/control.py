@@ -1,0 +1,128 @@
+"""Interrupting the command a session's worker thread is running.
+
+Pure-Python code is stopped with ``PyThreadState_SetAsyncExc`` (a ``KeyboardInterrupt``
+raised in the worker thread at its next bytecode boundary). ``time.sleep`` and awaits on
+the app loop block in C and would not see that exception until they return, so they
+wait on the control's event instead (see :func:`install_sleep_hook` and
+``bridge.LoopBridge``). Code blocked in other C calls sees the interrupt when the call
+returns. Nothing here touches signal handlers.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextvars
+import ctypes
+import threading
+import time
+
+__all__ = ["CommandControl", "current_control", "install_sleep_hook"]
+
+_SetAsyncExc = ("PyThreadState_SetAsyncExc", ctypes.pythonapi)
+_raise_in_thread = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.py_object)(_SetAsyncExc)
+_clear_in_thread = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)(_SetAsyncExc)
+
+_current: contextvars.ContextVar[CommandControl | None] = contextvars.ContextVar("shellsvc_control", default=None)
+
+
+def current_control() -> CommandControl | None:
+    """The control of the command running in this context, if any."""
+    return _current.get()
+
+
+class CommandControl:
+    """Interrupt state for the commands of one worker thread, one command at a time."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.thread_id: int | None = None
+        self.running = False
+        self.reason: str | None = None
+        self.interrupted = threading.Event()
+        # Held while a command runs; released by interrupt() to wake an interruptible
+        # sleep with a plain C-level lock wait (no Python frames for the interrupt to land in).
+        self.wakeup = threading.Lock()
+        self.pending: concurrent.futures.Future[object] | None = None
+
+    def bind_current_thread(self) -> None:
+        """Called once by the worker thread that will run this control's commands."""
+        self.thread_id = threading.get_ident()
+        _current.set(self)
+
+    def begin(self) -> None:
+        with self.lock:
+            self.running = True
+            self.reason = None
+            self.interrupted.clear()
+            self.wakeup.acquire(blocking=False)
+
+    def interrupt(self, reason: str = "interrupt") -> bool:
+        """Ask the running command to stop; thread-safe. False when nothing was running."""
+        with self.lock:
+            if not self.running or self.thread_id is None:
+                return False
+            if self.reason is None:
+                self.reason = reason
+            _raise_in_thread(self.thread_id, KeyboardInterrupt)
+            self.interrupted.set()
+            if self.wakeup.locked():
+                self.wakeup.release()
+            pending = self.pending
+        if pending is not None:
+            pending.cancel()
+        return True
+
+    def finish(self) -> None:
+        """Mark the command finished and drop any interrupt that has not landed yet.
+
+        Loops because a late interrupt may land inside this very method; once
+        ``running`` is False under the lock no new one can be injected.
+        """
+        while True:
+            try:
+                with self.lock:
+                    self.running = False
+                    if self.thread_id is not None:
+                        _clear_in_thread(self.thread_id, None)
+                return
+            except KeyboardInterrupt:
+                continue
+
+    def raise_if_interrupted(self) -> None:
+        """Raise the interrupt now (from a blocking wait) instead of when it lands."""
+        if not self.interrupted.is_set():
+            return
+        with self.lock:
+            if self.thread_id is not None:
+                _clear_in_thread(self.thread_id, None)
+        raise KeyboardInterrupt
+
+
+_real_sleep = time.sleep
+_sleep_hook_lock = threading.Lock()
+
+
+def _interruptible_sleep(seconds: float) -> None:
+    control = _current.get()
+    if control is None or control.thread_id != threading.get_ident():
+        return _real_sleep(seconds)
+    if seconds < 0:
+        raise ValueError("sleep length must be non-negative")
+    if control.wakeup.acquire(True, min(seconds, threading.TIMEOUT_MAX)):
+        control.wakeup.release()
+    control.raise_if_interrupted()
+    return None
+
+
+_interruptible_sleep.__doc__ = _real_sleep.__doc__
+_interruptible_sleep.__wrapped__ = _real_sleep  # type: ignore[attr-defined]
+
+
+def install_sleep_hook() -> None:
+    """Make ``time.sleep`` in a session's worker thread interruptible (idempotent).
+
+    Outside session worker threads the hook calls the real ``time.sleep`` unchanged.
+    """
+    with _sleep_hook_lock:
+        if time.sleep is not _interruptible_sleep:
+            time.sleep = _interruptible_sleep

@@ -1,0 +1,242 @@
+"""One user's execution session: a worker thread that runs cells in that user's namespace."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import streams
+from .compiler import AITER_NAME, AWAIT_NAME, AWITH_NAME, compile_cell
+from .control import CommandControl, install_sleep_hook
+from .streams import SessionIO
+from .tracebacks import format_user_exception
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+__all__ = ["ExecSession", "Outcome", "SessionClosedError"]
+
+log = logging.getLogger(__name__)
+
+_session_ids = itertools.count(1)
+
+#: How long an interrupted command may take to stop before its worker is abandoned.
+INTERRUPT_GRACE = 2.0
+
+
+class SessionClosedError(RuntimeError):
+    """Raised when code is sent to a session that has ended."""
+
+
+@dataclass
+class Outcome:
+    """What running one cell did."""
+
+    status: str  # "ok" | "error" | "exit" | "interrupted" | "timeout"
+    exit_code: int = 0
+    error: str | None = None
+    duration: float = 0.0
+    value_repr: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass(eq=False)
+class _Job:
+    source: str
+    future: asyncio.Future[Outcome]
+    started: float = field(default_factory=time.perf_counter)
+
+
+def _exit_code(code: object) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF if code >= 0 else 1
+    return 1
+
+
+class _Worker:
+    """A thread that runs one session's cells, one at a time.
+
+    Long-lived so thread-bound objects (sqlite connections, thread-locals) survive
+    between a user's commands; replaced only if an interrupted command will not stop.
+    """
+
+    def __init__(self, session: ExecSession) -> None:
+        self.session = session
+        self.control = CommandControl()
+        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(
+            target=self._main, name=f"shellsvc-{session.user}-{session.id}", daemon=True
+        )
+        self.thread.start()
+
+    def _main(self) -> None:
+        self.control.bind_current_thread()
+        streams._current.set(self.session.io)
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            try:
+                outcome = self.session._execute(job.source, self.control)
+            except KeyboardInterrupt:
+                # An interrupt that landed after the user's code had finished.
+                outcome = Outcome("interrupted", 1)
+            except BaseException as exc:  # noqa: BLE001 - an engine bug must not hang the caller
+                log.exception("session %s: internal error running a command", self.session.label)
+                outcome = Outcome("error", 1, error=f"shellsvc internal error: {exc!r}\n")
+            self.control.finish()
+            outcome.duration = time.perf_counter() - job.started
+            self.session._deliver(job.future, outcome)
+
+
+class ExecSession:
+    """Runs a user's cells off the event loop, with their own output and interrupt.
+
+    Sessions of one user share that user's namespace. Use :meth:`Engine.open_session`.
+    """
+
+    def __init__(self, engine: Engine, user: str, io: SessionIO, label: str = "") -> None:
+        self.engine = engine
+        self.user = user
+        self.io = io
+        self.id = next(_session_ids)
+        self.label = label or f"{user}#{self.id}"
+        self.namespace: dict[str, Any] = engine.namespaces.get(user)
+        self.closed = False
+        self.exit_code: int | None = None
+        self.started_at = time.time()
+        self.current_source: str | None = None
+        self._worker: _Worker | None = None
+        self._lock = asyncio.Lock()
+
+    # -- public API ---------------------------------------------------------------------
+    async def run(self, source: str, *, timeout: float | None = None) -> Outcome:
+        """Run one complete cell; returns when it finished, was interrupted or timed out."""
+        if self.closed:
+            raise SessionClosedError(f"session {self.label} has ended; open a new one")
+        async with self._lock:
+            streams.install()
+            install_sleep_hook()
+            worker = self._worker
+            if worker is None or not worker.thread.is_alive():
+                worker = self._worker = _Worker(self)
+            future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+            self.current_source = source
+            worker.jobs.put(_Job(source, future))
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), timeout)
+            except TimeoutError:
+                worker.control.interrupt("timeout")
+                return await self._settle(worker, future, "timeout")
+            except asyncio.CancelledError:
+                worker.control.interrupt("cancelled")
+                raise
+            finally:
+                self.current_source = None
+                if self.exit_code is not None:
+                    self.closed = True
+
+    def interrupt(self) -> bool:
+        """Interrupt the running command (thread-safe). False when idle."""
+        worker = self._worker
+        return worker.control.interrupt("interrupt") if worker is not None else False
+
+    @property
+    def busy(self) -> bool:
+        return self.current_source is not None
+
+    async def close(self) -> None:
+        """End the session: interrupt what runs and let the worker thread exit."""
+        self.closed = True
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.control.interrupt("closed")
+            worker.jobs.put(None)
+        self.engine._forget(self)
+
+    # -- worker side ----------------------------------------------------------------------
+    def _execute(self, source: str, control: CommandControl) -> Outcome:
+        """Run ``source`` in the worker thread; never raises except a late interrupt."""
+        namespace = self.namespace
+        bridge = self.engine.bridge
+        namespace[AWAIT_NAME] = bridge.await_
+        namespace[AITER_NAME] = bridge.aiter
+        namespace[AWITH_NAME] = bridge.awith
+        control.begin()
+        try:
+            try:
+                cell = compile_cell(source, label=self.label)
+                if cell.body is not None:
+                    exec(cell.body, namespace)
+                value_repr = None
+                if cell.last_expr is not None:
+                    value = eval(cell.last_expr, namespace)
+                    if value is not None:
+                        namespace["_"] = value
+                        value_repr = repr(value)
+                        self.io.write_out(value_repr + "\n")
+            finally:
+                control.finish()
+        except SystemExit as exc:
+            code = _exit_code(exc.code)
+            if exc.code is not None and not isinstance(exc.code, int):
+                self.io.write_err(f"{exc.code}\n")
+            self.exit_code = code
+            return Outcome("exit", code)
+        except KeyboardInterrupt as exc:
+            status = "timeout" if control.reason == "timeout" else "interrupted"
+            text = "TimeoutError: command timed out\n" if status == "timeout" else format_user_exception(exc)
+            self.io.write_err(text)
+            return Outcome(status, 1, error=text)
+        except BaseException as exc:  # noqa: BLE001 - the user's error is reported, not raised
+            text = format_user_exception(exc)
+            self.io.write_err(text)
+            return Outcome("error", 1, error=text)
+        return Outcome("ok", 0, value_repr=value_repr)
+
+    def _deliver(self, future: asyncio.Future[Outcome], outcome: Outcome) -> None:
+        loop = self.engine.loop
+
+        def settle() -> None:
+            if not future.done():
+                future.set_result(outcome)
+
+        try:
+            loop.call_soon_threadsafe(settle)
+        except RuntimeError:
+            log.warning("session %s finished a command after the event loop closed", self.label)
+
+    async def _settle(self, worker: _Worker, future: asyncio.Future[Outcome], status: str) -> Outcome:
+        """Wait for an interrupted command to stop; abandon its worker if it will not."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), INTERRUPT_GRACE)
+        except TimeoutError:
+            log.warning("session %s: command did not stop within %.1fs; abandoning its worker thread",
+                        self.label, INTERRUPT_GRACE)
+            worker.jobs.put(None)
+            if self._worker is worker:
+                self._worker = None
+            text = (f"{'TimeoutError: command timed out' if status == 'timeout' else 'KeyboardInterrupt'}"
+                    " - the command is blocked in C code and still runs in a background thread;"
+                    " the session continues in a fresh thread\n")
+            self.io.write_err(text)
+            return Outcome(status, 1, error=text)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else ("busy" if self.busy else "idle")
+        return f"<ExecSession {self.label} {state}>"
+
+
+OutputCallback = Callable[[str], object]

@@ -1,0 +1,320 @@
+"""The patch manager: applies hot swaps with a journal, health checks, conflicts and rollback.
+
+One :class:`PatchManager` per service (with that service's state directory). The module
+level :func:`hotswap`, :func:`rollback`, :func:`patches` and :func:`commit` use a default
+manager that keeps its journal in memory until :func:`set_default_manager` installs one
+with a state directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import getpass
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .commit import commit_source
+from .errors import PatchConflict, PatchError, PatchHealthError, PatchNotFound, PatchRefused
+from .hotswap import Plan, plan_patch
+from .journal import PatchJournal, PatchRecord
+from .targets import describe
+
+__all__ = [
+    "PatchManager",
+    "ReapplyReport",
+    "commit",
+    "current_user",
+    "default_manager",
+    "hotswap",
+    "patches",
+    "rollback",
+    "set_default_manager",
+]
+
+log = logging.getLogger(__name__)
+
+#: The user on whose behalf patches are made; the SSH service sets it per session.
+current_user: contextvars.ContextVar[str | None] = contextvars.ContextVar("shellsvc_patch_user", default=None)
+
+HealthCheck = Callable[[], Any]
+
+# Targets being patched right now, across all managers: id(target) -> description.
+_busy: dict[int, str] = {}
+_busy_lock = threading.Lock()
+
+
+def _user(user: str | None) -> str:
+    if user:
+        return user
+    from_context = current_user.get()
+    if from_context:
+        return from_context
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry / no login name in a container
+        return "unknown"
+
+
+@contextmanager
+def _exclusive(target: Any, what: str) -> Iterator[None]:
+    """Hold ``target`` for one patch operation; a concurrent one gets :class:`PatchConflict`."""
+    key = id(target)
+    with _busy_lock:
+        holder = _busy.get(key)
+        if holder is not None:
+            raise PatchConflict(f"{describe(target)} is being changed right now ({holder}); retry when it finishes")
+        _busy[key] = what
+    try:
+        yield
+    finally:
+        with _busy_lock:
+            _busy.pop(key, None)
+
+
+def _run_health_check(check: HealthCheck) -> None:
+    """Raise if the check raises or returns a false value; await it if it is async."""
+    result = check()
+    if inspect.isawaitable(result):
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            result = asyncio.run(_await(result))
+        else:
+            if hasattr(result, "close"):
+                result.close()
+            raise PatchError("an async health check cannot run on the event loop thread; call patch() from a worker thread")
+    if result is False or (result is not True and result is not None and not result):
+        raise PatchError(f"health check returned {result!r}")
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+@dataclass
+class ReapplyReport:
+    """Outcome of re-applying the journal after a restart."""
+
+    applied: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)  # id -> reason (e.g. target no longer resolves)
+    skipped: dict[int, str] = field(default_factory=dict)  # committed, or no source recorded
+
+    def __str__(self) -> str:
+        parts = [f"re-applied {len(self.applied)} patch(es)"]
+        parts += [f"#{pid} failed: {why}" for pid, why in self.failed.items()]
+        parts += [f"#{pid} skipped: {why}" for pid, why in self.skipped.items()]
+        return "; ".join(parts)
+
+
+class PatchManager:
+    """Applies, lists, rolls back and commits patches; journals every step."""
+
+    def __init__(self, state_dir: str | Path | None = None) -> None:
+        self.journal = PatchJournal(state_dir) if state_dir is not None else None
+        self._lock = threading.RLock()
+        self._records: dict[int, PatchRecord] = self.journal.records() if self.journal else {}
+        self._plans: dict[int, Plan] = {}
+        self._stacks: dict[int, list[int]] = {}  # id(target) -> applied patch ids, oldest first
+        self._next_id = max(self._records, default=0) + 1
+
+    # -- applying ------------------------------------------------------------------
+
+    def patch(
+        self,
+        target: Any,
+        replacement: Any,
+        *,
+        user: str | None = None,
+        health_check: HealthCheck | None = None,
+        note: str | None = None,
+    ) -> PatchRecord:
+        """Hot-swap ``target`` with ``replacement`` (source text, a function, or for classes a class).
+
+        Everything is compiled and checked first (a refusal changes nothing). If
+        ``health_check`` raises or returns false, the patch is rolled back and
+        :class:`PatchHealthError` raised. A concurrent patch of the same target raises
+        :class:`PatchConflict`.
+        """
+        plan = plan_patch(target, replacement)
+        who = _user(user)
+        with _exclusive(plan.target, f"patch by {who}"):
+            with self._lock:
+                patch_id = self._next_id
+                self._next_id += 1
+            plan.apply()
+            if health_check is not None:
+                try:
+                    _run_health_check(health_check)
+                except Exception as exc:
+                    plan.revert()
+                    log.warning("patch of %s failed its health check (%s); rolled back", plan.description, exc)
+                    raise PatchHealthError(
+                        f"patch of {plan.description} failed its health check ({exc}); it was rolled back, nothing changed"
+                    ) from exc
+            record = PatchRecord(
+                id=patch_id,
+                target=plan.description,
+                path=plan.path,
+                kind=plan.kind,
+                before_source=plan.before_source,
+                after_source=plan.after_source,
+                user=who,
+                time=time.time(),
+                note=note,
+            )
+            with self._lock:
+                self._records[patch_id] = record
+                self._plans[patch_id] = plan
+                self._stacks.setdefault(id(plan.target), []).append(patch_id)
+            if self.journal is not None:
+                self.journal.append(record.to_event())
+        log.info("patch #%d applied to %s by %s", patch_id, plan.description, who)
+        return record
+
+    def rollback(self, patch_id: int, *, user: str | None = None) -> PatchRecord:
+        """Restore exactly what patch ``patch_id`` replaced (the original code objects)."""
+        record = self.get(patch_id)
+        if not record.active:
+            raise PatchError(f"patch #{patch_id} is already {record.status}")
+        who = _user(user)
+        plan = self._plans.get(patch_id)
+        if plan is None:
+            # Known from the journal but never applied in this process: just retire it.
+            self._retire(record, who, "not applied in this process; marked rolled back so it is not re-applied")
+            return record
+        with _exclusive(plan.target, f"rollback of #{patch_id} by {who}"):
+            with self._lock:
+                stack = self._stacks.get(id(plan.target), [])
+                later = [pid for pid in stack if pid > patch_id]
+                if later:
+                    raise PatchConflict(
+                        f"patch #{patch_id} of {record.target} has later patches on top "
+                        f"({', '.join('#%d' % p for p in later)}); roll those back first"
+                    )
+                plan.revert()
+                stack.remove(patch_id)
+                del self._plans[patch_id]
+            self._retire(record, who, None)
+        if record.committed_to:
+            log.warning("patch #%d was committed to %s; the file keeps the change (backup: %s)", patch_id, record.committed_to, record.backup)
+        log.info("patch #%d of %s rolled back by %s", patch_id, record.target, who)
+        return record
+
+    def _retire(self, record: PatchRecord, who: str, reason: str | None) -> None:
+        record.status = "rolled back"
+        event = {"op": "rollback", "id": record.id, "user": who, "time": time.time()}
+        if reason:
+            event["reason"] = reason
+        record.history.append(event)
+        if self.journal is not None:
+            self.journal.append(event)
+
+    # -- inspecting ----------------------------------------------------------------
+
+    def get(self, patch_id: int) -> PatchRecord:
+        try:
+            return self._records[patch_id]
+        except KeyError:
+            known = ", ".join(f"#{p}" for p in sorted(self._records)) or "none"
+            raise PatchNotFound(f"no patch #{patch_id} (known: {known})") from None
+
+    def patches(self, *, active_only: bool = False) -> list[PatchRecord]:
+        """Every patch this manager knows (journal included), oldest first."""
+        with self._lock:
+            records = sorted(self._records.values(), key=lambda r: r.id)
+        return [r for r in records if r.active] if active_only else records
+
+    def applied(self, patch_id: int) -> bool:
+        """Whether patch ``patch_id`` is applied in this process."""
+        return patch_id in self._plans
+
+    def format_list(self) -> str:
+        """A table for the REPL/console ``patches list`` command."""
+        rows = [r.summary() + ("" if not r.active or self.applied(r.id) else "  (not applied in this process)") for r in self.patches()]
+        return "\n".join(rows) if rows else "no patches"
+
+    # -- persistence ---------------------------------------------------------------
+
+    def commit(self, patch_id: int, *, user: str | None = None) -> Path:
+        """Write patch ``patch_id`` into its module's source file (a backup is kept next to it)."""
+        record = self.get(patch_id)
+        if not record.active:
+            raise PatchError(f"patch #{patch_id} is {record.status}; only an active patch can be committed")
+        if record.path is None or record.after_source is None:
+            raise PatchRefused(f"patch #{patch_id} of {record.target} has no {'source' if record.path else 'importable location'} to commit")
+        module_name, _, qualname = record.path.partition(":")
+        path, backup = commit_source(module_name, qualname, record.kind, record.after_source, patch_id)
+        record.committed_to, record.backup = str(path), str(backup)
+        event = {"op": "commit", "id": patch_id, "file": str(path), "backup": str(backup), "user": _user(user), "time": time.time()}
+        record.history.append(event)
+        if self.journal is not None:
+            self.journal.append(event)
+        log.info("patch #%d committed to %s (backup %s)", patch_id, path, backup)
+        return path
+
+    def reapply(self) -> ReapplyReport:
+        """Re-apply the journal's active, uncommitted patches (after a restart), oldest first."""
+        report = ReapplyReport()
+        for record in self.patches(active_only=True):
+            if self.applied(record.id):
+                continue
+            if record.committed_to:
+                report.skipped[record.id] = f"committed to {record.committed_to}"
+                continue
+            if record.path is None or record.after_source is None:
+                report.skipped[record.id] = "no importable target or no replacement source was recorded"
+                continue
+            try:
+                plan = plan_patch(record.path, record.after_source)
+                with _exclusive(plan.target, f"re-apply of #{record.id}"):
+                    plan.apply()
+                    with self._lock:
+                        self._plans[record.id] = plan
+                        self._stacks.setdefault(id(plan.target), []).append(record.id)
+            except Exception as exc:  # reported to the caller, one entry per patch
+                report.failed[record.id] = f"{type(exc).__name__}: {exc}"
+                log.warning("could not re-apply patch #%d to %s: %s", record.id, record.path, exc)
+                continue
+            report.applied.append(record.id)
+        return report
+
+
+_default_manager = PatchManager()
+_default_lock = threading.Lock()
+
+
+def default_manager() -> PatchManager:
+    return _default_manager
+
+
+def set_default_manager(manager: PatchManager) -> PatchManager:
+    """Make ``manager`` the one the module-level functions use; returns the previous one."""
+    global _default_manager
+    with _default_lock:
+        previous, _default_manager = _default_manager, manager
+    return previous
+
+
+def hotswap(target: Any, replacement: Any, *, user: str | None = None, health_check: HealthCheck | None = None, note: str | None = None) -> PatchRecord:
+    """Hot-swap ``target`` in place (see :meth:`PatchManager.patch`)."""
+    return _default_manager.patch(target, replacement, user=user, health_check=health_check, note=note)
+
+
+def rollback(patch_id: int, *, user: str | None = None) -> PatchRecord:
+    return _default_manager.rollback(patch_id, user=user)
+
+
+def patches(*, active_only: bool = False) -> list[PatchRecord]:
+    return _default_manager.patches(active_only=active_only)
+
+
+def commit(patch_id: int, *, user: str | None = None) -> Path:
+    return _default_manager.commit(patch_id, user=user)

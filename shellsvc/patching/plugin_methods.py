@@ -1,0 +1,65 @@
+"""Per-call keywords on plugin methods: ``plugin.method(x, decorator="timer")``.
+
+:func:`prepare_plugin_class` instruments every public method a class defines so that a
+call may add ``monkey_patch=``, ``decorator=``, ``decorators=`` and ``context_manager=``
+(see :func:`~shellsvc.patching.percall.percall`). The keywords become keyword-only
+parameters checked by a four-comparison prologue in the method's own code - no wrapper,
+no extra call - so a call without them costs about what it did before. Methods whose
+source is unavailable get a forwarding trampoline instead (same behaviour, one extra call).
+"""
+
+from __future__ import annotations
+
+import logging
+import types
+from typing import Any
+
+from . import instrument
+
+__all__ = ["prepare_plugin_class"]
+
+log = logging.getLogger(__name__)
+
+_PREPARED = "__shellsvc_percall_prepared__"
+
+
+def _public_functions(cls: type) -> list[types.FunctionType]:
+    found = []
+    for name, value in vars(cls).items():
+        if name.startswith("_"):
+            continue
+        if isinstance(value, (classmethod, staticmethod)):
+            value = value.__func__
+        if isinstance(value, types.FunctionType):
+            found.append(value)
+    return found
+
+
+def prepare_plugin_class(cls: type) -> type:
+    """Give every public method defined by ``cls`` the per-call keywords; returns ``cls``.
+
+    Called from ``Plugin.__init_subclass__``; idempotent. A method that already has a
+    parameter named like one of the keywords (or takes ``**kwargs`` it may forward them
+    through) keeps its own meaning for that name: it is left untouched, with a debug log.
+    """
+    for fn in _public_functions(cls):
+        if getattr(fn, _PREPARED, False):
+            continue
+        code = instrument.base_code(fn)
+        names = set(code.co_varnames[: code.co_argcount + code.co_kwonlyargcount])
+        clash = names.intersection(instrument.PERCALL_KEYWORDS)
+        if clash:
+            log.debug("%s.%s has parameter(s) %s; per-call keywords not added", cls.__qualname__, fn.__name__, sorted(clash))
+            continue
+        try:
+            instrument.enable(fn, percall=True)
+        except SyntaxError as exc:  # pragma: no cover - compile of known-good source
+            log.warning("could not add per-call keywords to %s.%s: %s", cls.__qualname__, fn.__name__, exc)
+            continue
+        setattr(fn, _PREPARED, True)
+    return cls
+
+
+def percall_ready(fn: Any) -> bool:
+    """Whether ``fn`` (or a bound method) accepts the per-call keywords."""
+    return bool(getattr(getattr(fn, "__func__", fn), _PREPARED, False))

@@ -1,0 +1,1 @@
+"""Shared fixtures. Each concern's tests live in their own tests/test_<concern>.py."""
