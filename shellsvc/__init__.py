@@ -18,6 +18,8 @@ from .repl import embed  # noqa: E402
 from .runtime import Plugin, PluginError, PluginHandle, ReloadError, Runtime, RuntimeEvent  # noqa: E402
 from .patching import PatchError, PatchManager, hotswap, percall, scoped_patch  # noqa: E402
 from .gencopy import capture, copy_generator, load_generator, resumable, save_generator  # noqa: E402
+from .console import Arg, CommandContext, CommandError, CommandRegistry, CommandResult, Console, OperatorConsole, builtin_registry, command, run_console  # noqa: E402
+from .server import ConfigError, Service, ServiceConfig, hash_password, load_config  # noqa: E402
 
 __all__ = [
     "Engine",
@@ -42,5 +44,20 @@ __all__ = [
     "copy_generator",
     "save_generator",
     "load_generator",
+    "Arg",
+    "CommandContext",
+    "CommandError",
+    "CommandRegistry",
+    "CommandResult",
+    "Console",
+    "OperatorConsole",
+    "builtin_registry",
+    "command",
+    "run_console",
+    "ConfigError",
+    "Service",
+    "ServiceConfig",
+    "hash_password",
+    "load_config",
     "__version__",
 ]

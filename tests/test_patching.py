@@ -11,7 +11,6 @@ import stat
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -389,3 +388,13 @@ def test_admin_repl_names_and_patches_console_command(app, manager):
     assert app.plain(1) == 2
     assert "rolled back" in patches_command(manager, "list")
     assert patches_command(manager, "frobnicate").startswith("usage:")
+
+
+def test_bare_body_patch_uses_the_running_signature_when_the_file_changed(app, modules, manager):
+    path = modules.root / "patch_app.py"
+    path.write_text(path.read_text().replace("def plain(x):\n    return x + 1", "def plain(y, z):\n    return y"))
+    import linecache
+
+    linecache.checkcache(str(path))
+    manager.patch(app.plain, "return x * 2")  # the running function still takes x
+    assert app.plain(4) == 8

@@ -324,3 +324,19 @@ def test_short_names_and_admin_patch_directories(tmp_path):
         resolver.resolve("nosuch")
     with pytest.raises(ResolveError, match="'patches.trace' has no attribute|does not resolve"):
         resolver.resolve("patches.trace.nosuch")
+
+
+def test_functions_without_source_get_a_forwarding_trampoline(tmp_path):
+    namespace: dict[str, Any] = {}
+    exec("def make(k):\n    def scaled(x, *rest, by=2, **kw):\n        return x * by * k\n    return scaled\n", namespace)
+    scaled = namespace["make"](10)
+    signature = inspect.signature(scaled)
+    with scoped_patch(scaled, lambda x, *rest, by=2, **kw: ("patched", x, by)):
+        assert inspect.signature(scaled) == signature
+        assert scaled(1, by=3) == ("patched", 1, 3)
+        other: list[Any] = []
+        thread = threading.Thread(target=lambda: other.append(scaled(1, by=3)))
+        thread.start()
+        thread.join(timeout=30)
+        assert other == [30]  # the generic trampoline forwards to the original elsewhere
+    assert scaled(1) == 20

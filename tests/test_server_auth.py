@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import subprocess
 import time
@@ -78,6 +79,7 @@ async def test_four_wrong_keys_disconnect_after_three(tmp_path: Path) -> None:
         assert events(service, "auth_success")[0]["key_fingerprint"] == good.get_fingerprint("sha256")
 
 
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="needs the OpenSSH client")
 def test_openssh_client_with_four_wrong_keys_is_disconnected(tmp_path: Path) -> None:
     _, good = make_key(tmp_path, "good")
     wrong_paths = [make_key(tmp_path, f"wrong{i}")[0] for i in range(4)]
@@ -262,3 +264,17 @@ async def test_authorized_keys_forced_command(tmp_path: Path) -> None:
         assert result.stdout == "forced\n"
         opened = events(service, "session_open")[0]
         assert opened["command"] == 'print("forced")' and opened["original_command"] == "print('asked')"
+
+
+async def test_keepalive_drops_an_unresponsive_client(tmp_path: Path) -> None:
+    cfg = config(tmp_path, {"alice": {"role": "admin", "password_hash": FAST_HASH}},
+                 keepalive_interval=0.2, keepalive_count_max=2)
+    async with running(cfg) as service:
+        async with connect(service, "alice", password=PASSWORD) as conn:
+            assert (await conn.run("1")).exit_status == 0
+            # The client stops reading: keepalive requests go unanswered, like a dead peer.
+            conn._transport.pause_reading()  # noqa: SLF001 - no public way to freeze a client
+            closed = await wait_until(lambda: events(service, "disconnect"), timeout=15,
+                                      what="server-side disconnect")
+            conn._transport.resume_reading()  # noqa: SLF001
+        assert "keepalive" in closed[0]["reason"].lower()

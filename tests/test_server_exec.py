@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import asyncssh
@@ -99,8 +100,8 @@ async def test_disconnect_cancels_the_running_command(tmp_path: Path) -> None:
 async def test_interrupt_signal_stops_a_command(tmp_path: Path) -> None:
     async with running(config(tmp_path, USERS)) as service:
         async with connect(service, "alice", password=PASSWORD) as conn:
-            process = await conn.create_process("while True: pass")
-            await wait_until(lambda: any(s.busy for s in service.engine.sessions()), what="command running")
+            process = await conn.create_process("print('looping', flush=True)\nwhile True: pass")
+            assert await asyncio.wait_for(process.stdout.readline(), 20) == "looping\n"
             process.send_signal("INT")
             result = await process.wait(timeout=20)
             assert result.exit_status == 1 and "KeyboardInterrupt" in result.stderr
@@ -141,3 +142,19 @@ async def test_unauthenticated_channel_cannot_exist(tmp_path: Path) -> None:
         except asyncssh.PermissionDenied:
             pass
         assert not events(service, "session_open")
+
+
+async def test_back_to_back_execs_reuse_a_worker_but_not_after_an_interrupt(tmp_path: Path) -> None:
+    async with running(config(tmp_path, USERS)) as service:
+        async with connect(service, "alice", password=PASSWORD) as conn:
+            ident = "import threading; threading.current_thread().name"
+            first = (await conn.run(ident)).stdout
+            assert (await conn.run(ident)).stdout == first  # thread-bound state survives, no new thread
+            process = await conn.create_process("print('spin', flush=True)\nwhile True: pass")
+            assert await asyncio.wait_for(process.stdout.readline(), 20) == "spin\n"
+            process.send_signal("INT")
+            await process.wait(timeout=20)
+            assert (await conn.run(ident)).stdout != first  # an interrupted worker is not reused
+            assert (await conn.run("raise SystemExit(0)")).exit_status == 0
+        async with connect(service, "bob", password=PASSWORD) as bob:
+            assert (await bob.run(ident)).stdout != first  # never another user's worker

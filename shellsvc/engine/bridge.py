@@ -52,7 +52,7 @@ class LoopBridge:
             return future.result()
         except concurrent.futures.CancelledError:
             if control.interrupted.is_set():
-                control.raise_if_interrupted()
+                control.land()
             raise
         finally:
             with control.lock:

@@ -18,16 +18,30 @@ import time
 
 __all__ = ["CommandControl", "current_control", "install_sleep_hook"]
 
-_SetAsyncExc = ("PyThreadState_SetAsyncExc", ctypes.pythonapi)
-_raise_in_thread = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.py_object)(_SetAsyncExc)
-_clear_in_thread = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)(_SetAsyncExc)
+_raise_in_thread = ctypes.pythonapi.PyThreadState_SetAsyncExc
+_raise_in_thread.argtypes = [ctypes.c_ulong, ctypes.py_object]
+_raise_in_thread.restype = ctypes.c_int
+# Never call it with NULL to "clear": on 3.11 that sets the interpreter-wide async-exc
+# flag, which only a thread that really has a pending exception clears again - every
+# thread's eval loop would then take the slow path for good. A pending interrupt is
+# instead made to land where we choose (see CommandControl.finish/land).
 
 _current: contextvars.ContextVar[CommandControl | None] = contextvars.ContextVar("shellsvc_control", default=None)
+
+#: How long a spin loop may wait for a self-injected interrupt to land (iterations).
+_LAND_SPINS = 1_000_000
 
 
 def current_control() -> CommandControl | None:
     """The control of the command running in this context, if any."""
     return _current.get()
+
+
+def _land_here() -> None:
+    """Raise a KeyboardInterrupt injected into this very thread, from this frame."""
+    _raise_in_thread(threading.get_ident(), KeyboardInterrupt)
+    for _ in range(_LAND_SPINS):  # each backward jump checks for the pending exception
+        pass
 
 
 class CommandControl:
@@ -37,6 +51,7 @@ class CommandControl:
         self.lock = threading.Lock()
         self.thread_id: int | None = None
         self.running = False
+        self.injected = False
         self.reason: str | None = None
         self.interrupted = threading.Event()
         # Held while a command runs; released by interrupt() to wake an interruptible
@@ -52,18 +67,24 @@ class CommandControl:
     def begin(self) -> None:
         with self.lock:
             self.running = True
+            self.injected = False
             self.reason = None
             self.interrupted.clear()
             self.wakeup.acquire(blocking=False)
 
     def interrupt(self, reason: str = "interrupt") -> bool:
-        """Ask the running command to stop; thread-safe. False when nothing was running."""
+        """Ask the running command to stop; thread-safe. False when nothing was running.
+
+        Calling it again re-sends the interrupt: on 3.11 a pending one can go unnoticed
+        when another thread's interrupt lands at the same moment (the flag is shared).
+        """
         with self.lock:
             if not self.running or self.thread_id is None:
                 return False
             if self.reason is None:
                 self.reason = reason
             _raise_in_thread(self.thread_id, KeyboardInterrupt)
+            self.injected = True
             self.interrupted.set()
             if self.wakeup.locked():
                 self.wakeup.release()
@@ -73,29 +94,28 @@ class CommandControl:
         return True
 
     def finish(self) -> None:
-        """Mark the command finished and drop any interrupt that has not landed yet.
+        """Mark the command finished; an interrupt still in flight lands here, harmlessly.
 
-        Loops because a late interrupt may land inside this very method; once
-        ``running`` is False under the lock no new one can be injected.
+        Loops because the interrupt may land anywhere in this method; once ``running`` is
+        False under the lock no new one can be sent.
         """
         while True:
             try:
                 with self.lock:
                     self.running = False
-                    if self.thread_id is not None:
-                        _clear_in_thread(self.thread_id, None)
+                    injected, self.injected = self.injected, False
+                if injected:
+                    _land_here()
                 return
             except KeyboardInterrupt:
                 continue
 
-    def raise_if_interrupted(self) -> None:
-        """Raise the interrupt now (from a blocking wait) instead of when it lands."""
-        if not self.interrupted.is_set():
-            return
+    def land(self) -> None:
+        """Raise the interrupt now, from a blocking wait that noticed it (sleep, await)."""
         with self.lock:
-            if self.thread_id is not None:
-                _clear_in_thread(self.thread_id, None)
-        raise KeyboardInterrupt
+            self.injected = False
+        _land_here()
+        raise KeyboardInterrupt  # unreachable unless the spin somehow finished
 
 
 _real_sleep = time.sleep
@@ -110,7 +130,7 @@ def _interruptible_sleep(seconds: float) -> None:
         raise ValueError("sleep length must be non-negative")
     if control.wakeup.acquire(True, min(seconds, threading.TIMEOUT_MAX)):
         control.wakeup.release()
-    control.raise_if_interrupted()
+        control.land()
     return None
 
 

@@ -24,12 +24,28 @@ class Engine:
     coroutine on ``loop`` (the app's loop), so it can touch app state safely.
     """
 
-    def __init__(self, namespaces: NamespaceRegistry | Seed = None, *, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(
+        self,
+        namespaces: NamespaceRegistry | Seed = None,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+        max_running: int | None = None,
+    ) -> None:
+        """``max_running`` caps how many commands execute at once across all sessions.
+
+        Every running command is a thread competing with the app's loop for the GIL;
+        beyond a few, the loop's latency grows with their number (see
+        ``benchmarks/bench_engine.py``). Commands over the cap wait their turn.
+        """
+        if max_running is not None and max_running < 1:
+            raise ValueError(f"Engine max_running must be a positive number or None, not {max_running!r}")
         if not isinstance(namespaces, NamespaceRegistry):
             namespaces = NamespaceRegistry(namespaces)
         self.namespaces = namespaces
         self.loop = loop or asyncio.get_running_loop()
         self.bridge = LoopBridge(self.loop)
+        self.max_running = max_running
+        self.slots = asyncio.Semaphore(max_running) if max_running else None
         self._sessions: weakref.WeakValueDictionary[int, ExecSession] = weakref.WeakValueDictionary()
         self._lock = threading.Lock()
 

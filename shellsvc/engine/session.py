@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import queue
@@ -55,6 +56,8 @@ class _Job:
     source: str
     future: asyncio.Future[Outcome]
     started: float = field(default_factory=time.perf_counter)
+    #: Set by an interrupt that arrives before the worker picked the job up.
+    cancelled: str | None = None
 
 
 def _exit_code(code: object) -> int:
@@ -89,7 +92,7 @@ class _Worker:
             if job is None:
                 return
             try:
-                outcome = self.session._execute(job.source, self.control)
+                outcome = self.session._execute(job, self.control)
             except KeyboardInterrupt:
                 # An interrupt that landed after the user's code had finished.
                 outcome = Outcome("interrupted", 1)
@@ -119,6 +122,7 @@ class ExecSession:
         self.started_at = time.time()
         self.current_source: str | None = None
         self._worker: _Worker | None = None
+        self._job: _Job | None = None
         self._lock = asyncio.Lock()
 
     # -- public API ---------------------------------------------------------------------
@@ -126,7 +130,7 @@ class ExecSession:
         """Run one complete cell; returns when it finished, was interrupted or timed out."""
         if self.closed:
             raise SessionClosedError(f"session {self.label} has ended; open a new one")
-        async with self._lock:
+        async with self._lock, self._slot():
             streams.install()
             install_sleep_hook()
             worker = self._worker
@@ -134,24 +138,49 @@ class ExecSession:
                 worker = self._worker = _Worker(self)
             future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
             self.current_source = source
-            worker.jobs.put(_Job(source, future))
+            job = self._job = _Job(source, future)
+            worker.jobs.put(job)
             try:
                 return await asyncio.wait_for(asyncio.shield(future), timeout)
             except TimeoutError:
-                worker.control.interrupt("timeout")
+                self._interrupt(worker, "timeout")
                 return await self._settle(worker, future, "timeout")
             except asyncio.CancelledError:
-                worker.control.interrupt("cancelled")
+                self._interrupt(worker, "cancelled")
                 raise
             finally:
                 self.current_source = None
+                self._job = None
                 if self.exit_code is not None:
                     self.closed = True
 
+    def _slot(self) -> contextlib.AbstractAsyncContextManager[object]:
+        slots = self.engine.slots
+        return slots if slots is not None else contextlib.nullcontext()
+
     def interrupt(self) -> bool:
-        """Interrupt the running command (thread-safe). False when idle."""
+        """Interrupt the running (or queued) command; thread-safe. False when idle."""
         worker = self._worker
-        return worker.control.interrupt("interrupt") if worker is not None else False
+        return self._interrupt(worker, "interrupt") if worker is not None else False
+
+    def _interrupt(self, worker: _Worker, reason: str) -> bool:
+        job = self._job
+        if job is not None and job.cancelled is None:
+            job.cancelled = reason  # in case the worker has not picked it up yet
+        if worker.control.interrupt(reason):
+            self.engine.loop.call_soon_threadsafe(self._resend, worker, 1)
+            return True
+        return job is not None
+
+    def _resend(self, worker: _Worker, attempt: int) -> None:
+        """Re-send an interrupt that has not stopped the command yet (see CommandControl.interrupt)."""
+        control = worker.control
+        if attempt > 1 and not (control.running and control.interrupted.is_set()):
+            return
+        if attempt > 1:
+            control.interrupt()
+        if attempt < 100:
+            self.engine.loop.call_later(0.05, self._resend, worker, attempt + 1)
 
     @property
     def busy(self) -> bool:
@@ -162,19 +191,22 @@ class ExecSession:
         self.closed = True
         worker, self._worker = self._worker, None
         if worker is not None:
-            worker.control.interrupt("closed")
+            self._interrupt(worker, "closed")
             worker.jobs.put(None)
         self.engine._forget(self)
 
     # -- worker side ----------------------------------------------------------------------
-    def _execute(self, source: str, control: CommandControl) -> Outcome:
-        """Run ``source`` in the worker thread; never raises except a late interrupt."""
+    def _execute(self, job: _Job, control: CommandControl) -> Outcome:
+        """Run the job's source in the worker thread; never raises except a late interrupt."""
+        source = job.source
         namespace = self.namespace
         bridge = self.engine.bridge
         namespace[AWAIT_NAME] = bridge.await_
         namespace[AITER_NAME] = bridge.aiter
         namespace[AWITH_NAME] = bridge.awith
         control.begin()
+        if job.cancelled:
+            control.interrupt(job.cancelled)
         try:
             try:
                 cell = compile_cell(source, label=self.label)

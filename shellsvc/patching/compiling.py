@@ -235,7 +235,10 @@ def compile_function(
     fdef.decorator_list = []
     line = fdef.lineno
     body = list(fdef.body)
-    has_doc = bool(body) and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str)  # type: ignore[attr-defined]
+    first = body[0] if body else None
+    has_doc = (
+        isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)
+    )
     head = body[:1] if has_doc else []
     rest = body[1:] if has_doc else body
     extra: list[ast.stmt] = []

@@ -16,7 +16,6 @@ import ast
 import inspect
 import textwrap
 import types
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +27,7 @@ from .compiling import (
     function_kind,
     parse_function_source,
     register_source,
+    same_body,
     source_of_code,
 )
 from .errors import PatchCompileError, PatchRefused
@@ -67,6 +67,8 @@ def _function_text(fn: types.FunctionType, text: str) -> str:
     base = instrument.base_code(fn)
     body = textwrap.indent(dedented, "    ")
     original = source_of_code(base)
+    if original is not None and not _source_matches(fn, base, original):
+        original = None  # the file changed since import: trust the code's own signature
     if original is not None and original.node.body and original.node.body[0].lineno > original.node.lineno:
         # Keep the original header (defaults, annotations) so a commit keeps them too.
         node = original.node
@@ -75,6 +77,16 @@ def _function_text(fn: types.FunctionType, text: str) -> str:
         return "\n".join(header) + "\n" + body
     prefix = "async def" if base.co_flags & (inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR) else "def"
     return f"{prefix} {fn.__name__}({Params.of(base).signature_text()}):\n{body}"
+
+
+def _source_matches(fn: types.FunctionType, base: types.CodeType, source: FunctionSource) -> bool:
+    try:
+        code, _ = compile_function(
+            source, freevars=base.co_freevars, class_name=_class_name(fn), future_flags=base.co_flags
+        )
+    except PatchCompileError:
+        return False
+    return same_body(code, base)
 
 
 def compile_replacement(fn: types.FunctionType, replacement: Any) -> CompiledReplacement:
@@ -263,7 +275,10 @@ def plan_patch(target: Any, replacement: Any) -> Plan:
     if isinstance(target, type):
         return _plan_class(target, replacement)
     fn = unwrap_function(target)
-    before = source_of_code(instrument.base_code(fn))
+    base = instrument.base_code(fn)
+    before = source_of_code(base)
+    if before is not None and not _source_matches(fn, base, before):
+        before = None  # the file no longer holds the running code
     compiled = compile_replacement(fn, replacement)
     return Plan(
         fn,
@@ -388,5 +403,3 @@ def _new_method(cls: type, fsource: FunctionSource, module_globals: dict[str, An
         value = eval(compile(expr, fsource.filename, "eval"), module_globals)(value)
     return value
 
-
-Health = Callable[[], Any]

@@ -29,6 +29,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from .errors import PatchError
 from .compiling import (
     FunctionSource,
     Params,
@@ -132,7 +133,7 @@ class FunctionState:
         """
         fn = self.fn
         if not self.needs_instrumentation:
-            self.clone = self._make_clone()
+            self._refresh_clone()
             self._install(self.base, self.base_defaults, self.base_kwdefaults)
             return
         key = (id(self.base), self.scoped_enabled, self.percall_enabled)
@@ -142,7 +143,7 @@ class FunctionState:
             cached = (self.base, code, uses_source)
             self._cache[key] = cached
         code, self.uses_source = cached[1], cached[2]
-        self.clone = self._make_clone()
+        self._refresh_clone()
         defaults = self.base_defaults
         kwdefaults = dict(self.base_kwdefaults or {})
         if self.percall_enabled:
@@ -175,6 +176,16 @@ class FunctionState:
         """
         return Params.of(self.base).simple
 
+    def _refresh_clone(self) -> None:
+        clone = self.clone
+        if (
+            clone is self.fn
+            or clone.__code__ is not self.base  # type: ignore[attr-defined]
+            or clone.__defaults__ is not self.base_defaults  # type: ignore[attr-defined]
+            or clone.__kwdefaults__ is not self.base_kwdefaults  # type: ignore[attr-defined]
+        ):
+            self.clone = self._make_clone()
+
     def _make_clone(self) -> Callable[..., Any]:
         fn = self.fn
         clone = types.FunctionType(self.base, fn.__globals__, fn.__name__, self.base_defaults, fn.__closure__)
@@ -195,8 +206,8 @@ class FunctionState:
         if source is not None:
             try:
                 return self._compile(source, with_body=True), True
-            except SyntaxError:  # pragma: no cover - the source compiled once already
-                log.exception("could not instrument %s from source", self)
+            except (SyntaxError, PatchError) as exc:  # pragma: no cover - the source compiled once already
+                log.warning("could not instrument %s from its source (%s); using a generic trampoline", self, exc)
         return self._compile(self._generic_source(), with_body=False), False
 
     def _matches(self, source: FunctionSource) -> bool:
@@ -207,7 +218,7 @@ class FunctionState:
                 class_name=_class_name(self.fn),
                 future_flags=self.base.co_flags,
             )
-        except SyntaxError:
+        except (SyntaxError, PatchError):
             return False
         return same_body(code, self.base)
 

@@ -15,6 +15,7 @@ import types
 from typing import Any
 
 from . import instrument
+from .errors import PatchError
 
 __all__ = ["prepare_plugin_class"]
 
@@ -53,7 +54,7 @@ def prepare_plugin_class(cls: type) -> type:
             continue
         try:
             instrument.enable(fn, percall=True)
-        except SyntaxError as exc:  # pragma: no cover - compile of known-good source
+        except (SyntaxError, PatchError) as exc:  # pragma: no cover - a plugin must still load
             log.warning("could not add per-call keywords to %s.%s: %s", cls.__qualname__, fn.__name__, exc)
             continue
         setattr(fn, _PREPARED, True)

@@ -19,7 +19,7 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.application.current import get_app_session
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
-from prompt_toolkit.input.typeahead import store_typeahead
+from prompt_toolkit.input.typeahead import get_typeahead, store_typeahead
 from prompt_toolkit.key_binding.key_processor import KeyPress
 from prompt_toolkit.keys import Keys
 from prompt_toolkit.lexers import PygmentsLexer
@@ -70,15 +70,17 @@ class _CommandRunner:
         typeahead: list[KeyPress] = []
         inp = self.app_session.input
 
-        def on_keys() -> None:
-            for press in inp.read_keys():
+        def handle(presses: list[KeyPress]) -> None:
+            for press in presses:
                 if press.key == Keys.ControlC:
                     self.session.interrupt()
                 else:
                     typeahead.append(press)
 
         try:
-            with inp.attach(on_keys):
+            # Keys typed right after Enter were read by the prompt that just ended.
+            self.loop.call_soon(handle, get_typeahead(inp))
+            with inp.attach(lambda: handle(inp.read_keys())):
                 return await task
         finally:
             self.sink.flush_now()
@@ -106,7 +108,7 @@ class _CommandRunner:
             except concurrent.futures.TimeoutError:
                 if control is not None and control.interrupted.is_set():
                     self.loop.call_soon_threadsafe(lambda: [t.cancel() for t in holder])
-                    control.raise_if_interrupted()
+                    control.land()
             except (EOFError, concurrent.futures.CancelledError):
                 raise EOFError("no input (end of file)") from None
 

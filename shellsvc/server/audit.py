@@ -64,10 +64,14 @@ class AuditLog:
         data = line.encode("ascii")
         with self._lock:
             if self._fd is None:
-                log.error("audit log %s is closed; dropped %s event", self.path, event)
+                log.warning("audit log %s is closed (service stopped); dropped %s event", self.path, event)
                 return
             while data:
                 data = data[os.write(self._fd, data):]
+
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
 
     def close(self) -> None:
         with self._lock:

@@ -25,7 +25,11 @@ HIGH_WATER = 256 * 1024
 
 
 class ChannelOutput:
-    """A thread-safe writer for one channel stream (stdout or stderr)."""
+    """A thread-safe writer for one channel stream (stdout or stderr).
+
+    Writes from other threads are buffered and handed to asyncssh in one piece per loop
+    iteration, so a stream of small ``print`` calls becomes a few large packets.
+    """
 
     def __init__(self, chan: asyncssh.SSHServerChannel[str], loop: asyncio.AbstractEventLoop, *,
                  stderr: bool = False, terminal: bool = False, high_water: int = HIGH_WATER) -> None:
@@ -35,7 +39,9 @@ class ChannelOutput:
         self._terminal = terminal
         self._high_water = high_water
         self._cond = threading.Condition()
-        self._queued = 0
+        self._buffer: list[str] = []
+        self._buffered = 0
+        self._scheduled = False
         self._paused = False
         self.closed = False
 
@@ -46,19 +52,38 @@ class ChannelOutput:
         if self._terminal:
             text = text.replace("\r\n", "\n").replace("\n", "\r\n")
         if _on_loop(self._loop):
+            self._flush()
             self._write_now(text)
             return
         with self._cond:
-            self._queued += len(text)
-        try:
-            self._loop.call_soon_threadsafe(self._write_queued, text)
-        except RuntimeError:  # the loop has shut down; nobody is listening any more
-            self.closed = True
-            return
-        with self._cond:
-            while not self.closed and (self._queued > self._high_water or self._paused):
-                # Short waits so an interrupt (an async exception) can land in this thread.
+            # Short waits so an interrupt (an async exception) can land in this thread.
+            while not self.closed and (self._buffered > self._high_water or self._paused):
                 self._cond.wait(0.1)
+            if self.closed:
+                return
+            self._buffer.append(text)
+            self._buffered += len(text)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        try:
+            self._loop.call_soon_threadsafe(self._flush)
+        except RuntimeError:  # the loop has shut down; nobody is listening any more
+            self.close()
+
+    def flush(self) -> None:
+        """Hand everything buffered to asyncssh now (on the loop thread)."""
+        self._flush()
+
+    def _flush(self) -> None:
+        with self._cond:
+            text = "".join(self._buffer)
+            self._buffer.clear()
+            self._buffered = 0
+            self._scheduled = False
+            self._cond.notify_all()
+        if text:
+            self._write_now(text)
 
     def _write_now(self, text: str) -> None:
         if self.closed:
@@ -67,12 +92,6 @@ class ChannelOutput:
             self._chan.write(text, self._datatype)
         except (BrokenPipeError, OSError, asyncssh.Error):
             self.close()
-
-    def _write_queued(self, text: str) -> None:
-        self._write_now(text)
-        with self._cond:
-            self._queued -= len(text)
-            self._cond.notify_all()
 
     def pause(self) -> None:
         with self._cond:
@@ -87,6 +106,8 @@ class ChannelOutput:
         """Drop further output and release waiting writers (the channel is gone)."""
         with self._cond:
             self.closed = True
+            self._buffer.clear()
+            self._buffered = 0
             self._cond.notify_all()
 
 

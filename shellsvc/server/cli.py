@@ -78,17 +78,24 @@ def _setup_logging(level: str) -> None:
 
 
 async def _wait_for_stop_signal() -> None:
+    """Wait for SIGINT/SIGTERM.
+
+    Plain ``signal.signal`` handlers rather than ``loop.add_signal_handler``: prompt_toolkit
+    applications started with ``handle_sigint=True`` replace and then *remove* the loop's
+    SIGINT handler, but they restore a Python-level one.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
+
+    def handler(signum: int, frame: object) -> None:
+        loop.call_soon_threadsafe(stop.set)
+
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         await stop.wait()
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(signum)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 async def _serve(config: ServiceConfig) -> None:

@@ -52,6 +52,7 @@ class LimitsConfig:
     penalty_max: float = 600.0            # PerSourcePenalties max
     penalty_exempt: tuple[str, ...] = ()  # PerSourcePenaltyExemptList (CIDR networks)
     command_timeout: float | None = None  # exec requests only; None = no limit
+    max_running_commands: int | None = None  # engine-wide cap on commands executing at once
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,8 @@ def _parse_limits(table: Mapping[str, Any], source: str) -> LimitsConfig:
             values[key] = tuple(value)
         elif key == "command_timeout":
             values[key] = _number(value, name, source, integer=False, minimum=0) or None
+        elif key == "max_running_commands":
+            values[key] = _number(value, name, source, integer=True, minimum=1)
         else:
             integer = isinstance(getattr(defaults, key), int)
             minimum = 1 if key in ("max_auth_tries", "max_unauthenticated", "max_sessions_per_user") else 0

@@ -7,6 +7,7 @@ ExecSession, so the audit does not depend on how the REPL is written.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 from typing import Any
@@ -15,7 +16,7 @@ from shellsvc.engine import ExecSession, Outcome, SessionIO
 
 from .context import SessionContext
 
-__all__ = ["AuditedSession", "PythonHandler", "run_audited"]
+__all__ = ["AuditedSession", "ExecSessionPool", "PythonHandler", "run_audited"]
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +63,96 @@ class AuditedSession:
 
 def open_exec_session(ctx: SessionContext, io: SessionIO) -> ExecSession:
     session = ctx.engine.open_session(ctx.user, io, label=ctx.label)
-    ctx.on_interrupt = session.interrupt
+    ctx.on_interrupt = lambda: request_interrupt(session)
     return session
+
+
+def request_interrupt(session: ExecSession) -> bool:
+    """Interrupt the running command; called on the loop (Ctrl-C, a signal request).
+
+    A Ctrl-C that arrives while a command is queued but not yet started (waiting for a
+    free engine slot, or just submitted) would be lost - the engine only interrupts
+    running code - so it is retried until the command starts or is gone.
+    """
+    if session.interrupt():
+        return True
+    if not session.busy:
+        return False
+    loop = asyncio.get_running_loop()
+
+    def retry() -> None:
+        if session.interrupt() or not session.busy:
+            return
+        loop.call_later(0.02, retry)
+
+    loop.call_later(0.02, retry)
+    return True
+
+
+def _drop(text: str) -> None:
+    """Where an idle pooled session's output goes: its last channel is gone."""
+
+
+class ExecSessionPool:
+    """Idle engine sessions kept per user, so back-to-back exec requests reuse a worker.
+
+    A fresh ExecSession starts a worker thread on its first command, and
+    ``Thread.start()`` blocks the event loop until the new thread runs; under load that
+    is most of an exec's cost and shows up as app loop lag. Sessions are only pooled
+    after a command that ended normally (ok or error). While idle their output is
+    dropped; threads a previous command started keep writing to the session, so their
+    output can appear in the user's next exec on it (same user, same namespace).
+    """
+
+    def __init__(self, *, per_user: int = 2, idle_seconds: float = 60.0) -> None:
+        self.per_user = per_user
+        self.idle_seconds = idle_seconds
+        self._idle: dict[str, list[tuple[ExecSession, asyncio.TimerHandle]]] = {}
+
+    def acquire(self, ctx: SessionContext, io: SessionIO) -> ExecSession:
+        idle = self._idle.get(ctx.user, [])
+        while idle:
+            session, expiry = idle.pop()
+            expiry.cancel()
+            if not session.closed:
+                session.io.redirect(io.write_out, io.write_err, io.readline)
+                ctx.on_interrupt = lambda: request_interrupt(session)
+                return session
+        return open_exec_session(ctx, io)
+
+    async def release(self, session: ExecSession, outcome: Outcome | None) -> None:
+        idle = self._idle.setdefault(session.user, [])
+        if session.closed or outcome is None or outcome.status not in ("ok", "error") or len(idle) >= self.per_user:
+            await session.close()
+            return
+        session.io.redirect(_drop, _drop)
+        loop = asyncio.get_running_loop()
+        expiry = loop.call_later(self.idle_seconds, lambda: loop.create_task(self._expire(session)))
+        idle.append((session, expiry))
+
+    async def _expire(self, session: ExecSession) -> None:
+        idle = self._idle.get(session.user, [])
+        for entry in list(idle):
+            if entry[0] is session:
+                idle.remove(entry)
+                await session.close()
+
+    async def aclose(self) -> None:
+        pools, self._idle = self._idle, {}
+        for idle in pools.values():
+            for session, expiry in idle:
+                expiry.cancel()
+                await session.close()
+
+    def idle_count(self, user: str) -> int:
+        return len(self._idle.get(user, []))
 
 
 class PythonHandler:
     """The admin role: full Python in the user's namespace."""
+
+    def __init__(self) -> None:
+        self.pool = ExecSessionPool()
 
     async def interactive(self, ctx: SessionContext) -> int:
         from .pty import run_python_repl  # prompt_toolkit is only needed for PTY sessions
@@ -81,12 +166,16 @@ class PythonHandler:
             readline=(lambda prompt: ctx.stdin.readline_from_thread(prompt, ctx.stdout.write))
             if not from_stdin else _no_more_input,
         )
-        session = open_exec_session(ctx, io)
+        session = self.pool.acquire(ctx, io)
+        outcome: Outcome | None = None
         try:
             outcome = await run_audited(ctx, session, source, timeout=ctx.command_timeout)
             return outcome.exit_code
         finally:
-            await session.close()
+            await self.pool.release(session, outcome)
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
 
 
 def _no_more_input(prompt: str) -> str:

@@ -54,8 +54,13 @@ def _check_private_file(path: Path) -> None:
 
 
 def load_or_create_host_key(path: Path) -> asyncssh.SSHKey:
-    """Load the host key at ``path``, generating an ed25519 key (0600) on first start."""
-    ensure_private_dir(path.parent)
+    """Load the host key at ``path``, generating an ed25519 key (0600) on first start.
+
+    A missing parent directory is created 0700; an existing one is left as it is (the
+    state directory itself is checked by :func:`ensure_private_dir`).
+    """
+    if not path.parent.exists():
+        ensure_private_dir(path.parent)
     if not path.exists():
         key = asyncssh.generate_private_key("ssh-ed25519", comment="shellsvc host key")
         data = key.export_private_key()

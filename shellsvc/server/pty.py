@@ -8,9 +8,9 @@ runs interrupts it; keys typed while it runs are kept for the next prompt.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
+import sys
 from pathlib import Path
 
 from prompt_toolkit.application.current import create_app_session
@@ -22,7 +22,6 @@ from shellsvc.engine import SessionIO
 
 from .context import SessionContext
 from .execution import AuditedSession, open_exec_session
-from .terminal import TerminalLineEditor
 
 __all__ = ["run_python_repl", "history_file_for"]
 
@@ -60,15 +59,18 @@ def history_file_for(state_dir: Path, user: str) -> Path:
     return path
 
 
+def banner_for(ctx: SessionContext) -> str:
+    return (f"shellsvc: Python {sys.version.split()[0]} inside pid {os.getpid()}, as {ctx.user}. "
+            "Ctrl-C interrupts, Ctrl-D or exit() leaves.")
+
+
 async def run_python_repl(ctx: SessionContext) -> int:
     """Run the REPL until the user leaves; returns the session's exit status."""
     from shellsvc.repl import run_repl
 
-    loop = asyncio.get_running_loop()
-    editor = TerminalLineEditor(ctx.stdout.write, on_interrupt=lambda: ctx.on_interrupt and ctx.on_interrupt())
-    io = SessionIO(write_out=ctx.stdout.write, write_err=ctx.stdout.write,
-                   readline=lambda prompt: editor.readline_from_thread(prompt, loop))
-    session = open_exec_session(ctx, io)
+    # run_repl redirects the session's streams to the terminal (above the prompt) and
+    # answers input() with a prompt of its own; these are only the initial targets.
+    session = open_exec_session(ctx, SessionIO(write_out=ctx.stdout.write, write_err=ctx.stdout.write))
 
     def get_size() -> Size:
         columns, rows = ctx.terminal_size()
@@ -78,14 +80,11 @@ async def run_python_repl(ctx: SessionContext) -> int:
     with create_pipe_input() as pipe:
 
         def route(data: str) -> None:
-            if editor.active:  # user code is waiting in input()
-                editor.feed(data)
-                return
-            if session.busy and "\x03" in data:
-                session.interrupt()
-                data = data.replace("\x03", "")
-            if data:
-                pipe.send_text(data)
+            # The REPL reads Ctrl-C itself while a command runs; interrupting here too
+            # also covers a command that is queued but not started yet.
+            if "\x03" in data and session.busy and ctx.on_interrupt is not None:
+                ctx.on_interrupt()
+            pipe.send_text(data)
 
         ctx.input_sink = route
         try:
@@ -99,7 +98,7 @@ async def run_python_repl(ctx: SessionContext) -> int:
                 ctx.on_resize = resize
                 await run_repl(AuditedSession(ctx, session),  # type: ignore[arg-type]
                                history_file=history_file_for(ctx.state_dir, ctx.user),
-                               title=f"shellsvc {ctx.user}")
+                               banner=banner_for(ctx), command_timeout=None)
         finally:
             ctx.input_sink = None
             ctx.on_resize = None

@@ -75,6 +75,7 @@ class Service:
         self.runtime = runtime
         self._namespace_seed = namespace
         self._engine = engine
+        self._owns_engine = False
         self.handlers: dict[str, RoleHandler] = {
             "admin": PythonHandler(),
             "operator": operator_console or OperatorConsolePlaceholder(),
@@ -127,6 +128,8 @@ class Service:
     async def start(self) -> Service:
         if self._acceptor is not None:
             raise RuntimeError("the service is already running")
+        if self._audit is not None and not self._audit.closed:
+            raise RuntimeError("the service is starting or running")
         loop = asyncio.get_running_loop()
         server = self.config.server
         limits = self.config.limits
@@ -134,7 +137,8 @@ class Service:
         self.host_key = load_or_create_host_key(server.host_key_path)
         self._audit = AuditLog(server.audit_log_path)
         if self._engine is None:
-            self._engine = Engine(self._make_namespaces(), loop=loop)
+            self._owns_engine = True
+            self._engine = Engine(self._make_namespaces(), loop=loop, max_running=limits.max_running_commands)
         if not self.config.users:
             log.warning("no users configured in %s: nobody can log in", self.config.source)
         try:
@@ -153,7 +157,6 @@ class Service:
             )
         except OSError as exc:
             self._audit.close()
-            self._audit = None
             raise OSError(exc.errno, f"cannot listen on {server.host}:{server.port}: {exc.strerror}") from exc
         self.port = self._acceptor.get_port()
         if self.runtime is not None:
@@ -175,17 +178,22 @@ class Service:
             if server.conn is not None:
                 server.conn.disconnect(asyncssh.DISC_BY_APPLICATION, "shellsvc is shutting down")
         await acceptor.wait_closed()
-        # Let channel/connection teardown callbacks run, then wait for session tasks to finish.
-        for _ in range(100):
-            if not self._sessions:
-                break
+        # Teardown callbacks (session tasks, connection_lost) run on the loop: let them
+        # finish - they still write to the audit log - but do not wait forever.
+        deadline = asyncio.get_running_loop().time() + 2.0
+        while (self._sessions or self.connections) and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)
+        for handler in self.handlers.values():
+            aclose = getattr(handler, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        if self._owns_engine and self._engine is not None:
+            await self._engine.aclose()
         if self._subscription is not None:
             self._subscription.close()
             self._subscription = None
         self.audit.write("service_stop", port=self.port)
-        self.audit.close()
-        self._audit = None
+        self.audit.close()  # kept: a straggling callback's event is logged as dropped, not raised
 
     async def __aenter__(self) -> Service:
         return await self.start()

@@ -140,9 +140,11 @@ class ChannelSession(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             ctx.stderr.write("shellsvc: internal error in this session (details are in the server log)\n")
             status = 1
         finally:
-            self._service.audit.write("session_close", user=self.user, session=self.label, reason=reason,
+            ctx.audit.write("session_close", user=self.user, session=self.label, reason=reason,
                                       exit_status=status, duration=round(time.monotonic() - self._opened, 3))
             self._service.release_session(self)
+            ctx.stdout.flush()
+            ctx.stderr.flush()
             chan = self._chan
             if status is not None and chan is not None:
                 try:

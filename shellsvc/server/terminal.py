@@ -1,16 +1,14 @@
-"""Line input on a raw PTY channel, for ``input()`` in user code and simple consoles.
+"""Line input on a raw PTY channel, for consoles that do not need prompt_toolkit.
 
 With a PTY the client's terminal is in raw mode: nothing is echoed or edited unless
-the server does it. prompt_toolkit does that for the REPL prompt; this small editor
-does it for the moments no prompt_toolkit app is running.
+the server does it. The Python REPL uses prompt_toolkit; simple line consoles (the
+operator placeholder) use this small editor.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-
-from .channelio import wait_from_thread
 
 __all__ = ["TerminalLineEditor"]
 
@@ -45,13 +43,6 @@ class TerminalLineEditor:
             return await self._pending
         finally:
             self._pending = None
-
-    def readline_from_thread(self, prompt: str, loop: asyncio.AbstractEventLoop) -> str:
-        """``SessionIO.readline`` for a PTY session (called from the worker thread)."""
-        line = wait_from_thread(asyncio.run_coroutine_threadsafe(self.readline(prompt), loop))
-        if line is None:
-            raise EOFError("end of input (Ctrl-D)")
-        return line + "\n"
 
     def feed(self, data: str) -> None:
         if not self.active:
