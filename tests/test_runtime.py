@@ -21,6 +21,7 @@ from shellsvc.runtime import (
     ReloadError,
     Runtime,
     RuntimeEvent,
+    plugin_commands,
 )
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -215,6 +216,7 @@ async def test_directory_load_reports_broken_file_and_loads_the_rest(runtime, tm
     assert [h.name for h in handles] == ["good"]
     error = runtime.failures[bad.resolve()]
     assert error.file == str(bad.resolve()) and error.line == 3 and "SyntaxError" in str(error)
+    assert f"{bad.resolve()}:3: loading failed" in repr(runtime.failures)
     [failed] = [e for e in runtime.events if e.kind == "load_failed"]
     assert failed.path == bad.resolve() and failed.line == 3
     with pytest.raises(PluginLoadError, match=r"bad\.py:3: loading failed: SyntaxError"):
@@ -259,6 +261,32 @@ async def test_two_plugins_with_their_own_utils_do_not_collide(runtime, tmp_path
         del sys.modules["utils"]
 
 
+
+async def test_plugin_named_like_an_app_module_replaces_nothing(runtime, tmp_path):
+    import json
+
+    write(
+        tmp_path / "json.py",
+        """
+        import json  # absolute: the standard library, not this file
+        from shellsvc import Plugin
+
+        class Json(Plugin):
+            def dumps(self):
+                return json.dumps([1])
+        """,
+    )
+    write(tmp_path / "logging" / "__init__.py", "from shellsvc import Plugin\nclass Log(Plugin): pass\n")
+    before = dict(sys.modules)
+    await runtime.load(tmp_path)
+    assert sorted(runtime) == ["json", "log"] and runtime["json"].dumps() == "[1]"
+    assert sys.modules["json"] is json
+    assert [name for name, module in before.items() if sys.modules.get(name) is not module] == []
+    added = set(sys.modules) - set(before)
+    assert added and all(name.startswith(runtime.namespace + ".") for name in added)
+    await runtime.unload("json")
+    assert sys.modules["json"] is json
+
 # -- atomic reload ---------------------------------------------------------------------------
 async def test_reload_swaps_in_new_version_migrates_state_and_stops_old(runtime, tmp_path):
     path = write(tmp_path / "counting.py", counter_source(step=1))
@@ -296,7 +324,9 @@ async def test_reload_to_broken_file_keeps_old_version_serving(runtime, tmp_path
     assert isinstance(error.__cause__, PluginLoadError) and isinstance(error.cause, SyntaxError)
     # The old version is untouched: same objects, same state, still callable, still started.
     assert runtime["counter"] is plugin and plugin.increment() == 2
-    assert sys.modules[handle.module] is module
+    assert sys.modules[handle.module] is module and type(plugin) is module.Counter
+    namespace, _, child = handle.module.rpartition(".")
+    assert getattr(sys.modules[namespace], child) is module
     assert handle.generation == 1 and handle.state is PluginState.STARTED and handle.error is error
     assert lifecycle_log(path) == ["start 1"]
     [event] = [e for e in runtime.events if e.kind == "reload_failed"]
@@ -345,9 +375,13 @@ async def test_reload_health_checks_can_veto(runtime, tmp_path):
         seen.append(new_plugin)
         return new_plugin.increment() == 2  # v2 starts at 0 and adds 2: would pass...
 
-    with pytest.raises(ReloadError, match="health check"):
+    plugin.increment()
+    with pytest.raises(ReloadError, match="health check") as info:
         await runtime.reload("counter", health_check=lambda new: False)
-    assert runtime["counter"] is plugin
+    assert info.value.file == str(path.resolve())
+    assert runtime["counter"] is plugin and plugin.value == 1 and plugin.increment() == 2
+    assert runtime.handle("counter").state is PluginState.STARTED and runtime.handle("counter").generation == 1
+    assert lifecycle_log(path) == ["start 1", "start 2", "stop 2"]  # the rejected one was stopped
     await runtime.reload("counter", health_check=check)
     assert seen and runtime["counter"] is seen[0]
 
@@ -378,26 +412,35 @@ async def test_reload_of_package_picks_up_helper_module_edit(runtime, tmp_path):
         from .phrases import greeting
 
         class Greeter(Plugin):
+            def __init__(self):
+                self.greeted = []
             def greet(self, who):
+                self.greeted.append(who)
                 return greeting(who)
+            def migrate_from(self, previous):
+                self.greeted = previous.greeted
         """,
     )
     [handle] = await runtime.load(package)
     assert runtime["greeter"].greet("ann") == "Hello, ann"
+    first_helper = sys.modules[handle.module + ".phrases"]
     assert set(handle.files) == {(package / "__init__.py").resolve(), (package / "phrases.py").resolve()}
 
     write(package / "phrases.py", "def greeting(who):\n    return 'Hi, ' + who\n")
     await runtime.reload("greeter")
     assert runtime["greeter"].greet("ann") == "Hi, ann" and handle.generation == 2
+    helper = sys.modules[handle.module + ".phrases"]
+    assert helper is not first_helper and first_helper.greeting("x") == "Hello, x"
 
-    old = runtime["greeter"]
+    old, root = runtime["greeter"], sys.modules[handle.module]
     write(package / "phrases.py", "def greeting(who):\n    return 'Hey, ' + undefined_name\n")
     write(package / "__init__.py", package.joinpath("__init__.py").read_text() + "\nGREETER_TEST = greeting('x')\n")
     with pytest.raises(ReloadError) as info:
         await runtime.reload(package)
     assert info.value.file == str((package / "phrases.py").resolve()) and info.value.line == 2
-    assert runtime["greeter"] is old and old.greet("bo") == "Hi, bo"
-    assert sys.modules[handle.module + ".phrases"].greeting("x") == "Hi, x"
+    assert runtime["greeter"] is old and old.greet("bo") == "Hi, bo" and old.greeted == ["ann", "ann", "bo"]
+    assert sys.modules[handle.module] is root and sys.modules[handle.module + ".phrases"] is helper
+    assert root.phrases is helper and handle.generation == 2
 
 
 async def test_reload_changed_reloads_only_edited_sources(runtime, tmp_path):
@@ -409,6 +452,42 @@ async def test_reload_changed_reloads_only_edited_sources(runtime, tmp_path):
     assert [h.name for h in reloaded] == ["a"] and runtime["a"].version == "2"
     assert runtime.handle("b").generation == 1
 
+
+
+async def test_start_timeout_reports_the_await_it_was_stuck_on(tmp_path):
+    path = write(tmp_path / "counting.py", counter_source(step=1))
+    async with Runtime(start_timeout=0.2) as rt:
+        [handle] = await rt.load(path)
+        plugin = rt["counter"]
+        write(path, counter_source(step=2, extra="await __import__('asyncio').Event().wait()  # stuck"))
+        with pytest.raises(ReloadError, match=r"start\(\) did not finish within 0.2 s") as info:
+            await rt.reload("counter")
+        assert (info.value.file, info.value.line) == (str(path.resolve()), line_of(path, "# stuck"))
+        assert rt["counter"] is plugin and handle.state is PluginState.STARTED
+        assert lifecycle_log(path) == ["start 1", "start 2", "stop 2"]
+
+
+async def test_reload_of_a_deleted_file_keeps_the_old_version(runtime, tmp_path):
+    path = write(tmp_path / "counting.py", counter_source())
+    await runtime.load(path)
+    plugin = runtime["counter"]
+    path.unlink()
+    with pytest.raises(ReloadError, match="no source files found"):
+        await runtime.reload("counter", force=True)
+    assert runtime["counter"] is plugin and plugin.increment() == 1
+
+
+async def test_reload_of_a_source_that_failed_to_load_loads_it(runtime, tmp_path):
+    bad = write(tmp_path / "counting.py", counter_source().replace("class Counter(Plugin):", "class Counter(Plugin)"))
+    await runtime.load(tmp_path)  # a directory load reports instead of raising
+    assert bad.resolve() in runtime.failures and "counter" not in runtime
+    with pytest.raises(PluginLoadError, match=r"counting\.py:\d+: loading failed: SyntaxError"):
+        await runtime.reload(bad)  # still broken: there is no old version, so a load error
+    write(bad, counter_source())
+    [handle] = await runtime.reload(bad)
+    assert handle.state is PluginState.STARTED and runtime.failures == {}
+    with pytest.raises(PluginNotFound, match="no plugin or plugin source"):
+        await runtime.reload(tmp_path / "never_loaded.py")
 
 # -- unload ----------------------------------------------------------------------------------
 async def test_unload_stops_plugin_and_removes_its_modules_by_exact_path(runtime, tmp_path):
@@ -511,8 +590,17 @@ async def test_shell_names_and_bound_commands(runtime, tmp_path):
     )
     await runtime.load(tmp_path / "svc.py")
     assert runtime.shell_names() == {"svc": runtime["svc"]}
-    [bump] = runtime.commands()
+    [[bump]] = runtime.commands().values()
+    assert list(runtime.commands()) == ["svc"]
     assert bump() == 1 and runtime["svc"].n == 1
+    assert plugin_commands(runtime["svc"])[0]() == 2  # what the console binds per plugin
+
+    old = runtime["svc"]
+    await runtime.reload("svc", force=True)  # commands follow the new instance
+    [[bump]] = runtime.commands().values()
+    assert bump() == 1 and runtime["svc"].n == 1 and old.n == 2
+    await runtime.stop_plugin("svc")  # stopped plugins offer nothing
+    assert runtime.commands() == {} and runtime.shell_names() == {}
 
 
 async def test_reentrant_runtime_call_from_start_is_refused(tmp_path):

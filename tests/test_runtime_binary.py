@@ -43,13 +43,30 @@ PyMODINIT_FUNC PyInit_fastmath(void) { return PyModule_Create(&module); }
 """
 
 
-def build_extension(directory: Path, version: int, filename: str = f"fastmath{EXT_SUFFIX}") -> Path:
+#: The same with multi-phase initialisation (PEP 489), which CPython does not cache by path.
+MULTI_PHASE_SOURCE = r"""
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+static PyObject *version(PyObject *self, PyObject *args) { return PyLong_FromLong(VERSION); }
+
+static PyMethodDef methods[] = {{"version", version, METH_NOARGS, "Build version."}, {NULL, NULL, 0, NULL}};
+static PyModuleDef_Slot slots[] = {{0, NULL}};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "phased", NULL, 0, methods, slots};
+
+PyMODINIT_FUNC PyInit_phased(void) { return PyModuleDef_Init(&module); }
+"""
+
+
+def build_extension(
+    directory: Path, version: int, filename: str = f"fastmath{EXT_SUFFIX}", c_source: str = C_SOURCE
+) -> Path:
     """Compile the tiny extension with gcc into ``directory/filename`` (overwriting in place)."""
     compiler = shutil.which("gcc") or shutil.which("cc")
     if compiler is None:
         pytest.skip("no C compiler")
-    source = directory / "fastmath.c"
-    source.write_text(C_SOURCE)
+    source = directory / f"{filename.partition('.')[0]}.c"
+    source.write_text(c_source)
     output = directory / filename
     build = directory / f".build-{version}.so"
     command = [
@@ -127,3 +144,15 @@ async def test_watcher_reloads_a_rebuilt_extension(tmp_path):
             await asyncio.sleep(0.05)
         assert runtime["fastmath"].version() == 2
         await watcher.stop()
+
+
+async def test_multi_phase_extension_reloads_too(tmp_path):
+    filename = f"phased{EXT_SUFFIX}"
+    ext = build_extension(tmp_path, 1, filename, MULTI_PHASE_SOURCE)
+    async with Runtime() as runtime:
+        [handle] = await runtime.load(ext)
+        v1 = runtime["phased"]
+        assert handle.name == "phased" and v1.version() == 1
+        build_extension(tmp_path, 2, filename, MULTI_PHASE_SOURCE)
+        await runtime.reload("phased")
+        assert runtime["phased"].version() == 2 and v1.version() == 1 and handle.generation == 2

@@ -49,17 +49,27 @@ async def runtime():
     await rt.aclose()
 
 
-async def test_save_reloads_within_two_seconds_and_touch_does_not(runtime, tmp_path):
+THREAD_PROBE = """
+    threads = []
+    async def start(self):
+        import threading
+        type(self).threads.append(threading.get_ident())
+"""
+
+
+async def test_save_reloads_within_two_seconds_on_the_loop_and_touch_does_not(runtime, tmp_path):
     path = tmp_path / "greeter.py"
     path.write_text(plugin_source(1))
     await runtime.load(tmp_path)
-    watcher = runtime.watch(tmp_path, interval=0.1, debounce=0.2)
+    watcher = runtime.watch(tmp_path)  # default interval and debounce
     await wait_for(lambda: watcher.stats["unchanged"] >= 1)  # first look at the loaded file
     handle = runtime.handle("greeter")
 
-    path.write_text(plugin_source(2))
+    path.write_text(plugin_source(2, THREAD_PROBE))
     elapsed = await wait_for(lambda: handle.generation == 2, timeout=2.0)
     assert runtime["greeter"].hello() == "hello v2" and elapsed < 2.0
+    # The watcher is a task on this loop: the new version was started on the loop's thread.
+    assert type(runtime["greeter"]).threads == [threading.get_ident()]
 
     # touch without a content change: stats change, sha256 does not -> nothing reloads.
     unchanged = watcher.stats["unchanged"]
@@ -160,3 +170,21 @@ async def test_watcher_and_shell_reload_do_not_race(runtime, tmp_path):
     assert handle.state is PluginState.STARTED and "reload_failed" not in [e.kind for e in runtime.events]
     assert not [e for e in runtime.events if e.error is not None]
 
+
+
+async def test_editor_style_atomic_save_reloads_once(runtime, tmp_path):
+    """Editors save by writing a hidden temporary file and renaming it over the original."""
+    path = tmp_path / "greeter.py"
+    path.write_text(plugin_source(1))
+    [handle] = await runtime.load(path)
+    watcher = runtime.watch(tmp_path, interval=0.05, debounce=0.1)
+    temporary = tmp_path / ".greeter.py.tmp"
+    temporary.write_text(plugin_source(2))
+    (tmp_path / "greeter.py~").write_text(plugin_source(1))  # a backup file is not a source
+    os.replace(temporary, path)
+    await wait_for(lambda: handle.generation == 2)
+    scans = watcher.stats["scans"]
+    await wait_for(lambda: watcher.stats["scans"] >= scans + 5)
+    assert runtime["greeter"].hello() == "hello v2" and handle.generation == 2
+    assert sorted(runtime) == ["greeter"] and runtime.failures == {}
+    await watcher.stop()

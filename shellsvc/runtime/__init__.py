@@ -8,7 +8,7 @@ from __future__ import annotations
 from .errors import PluginError, PluginLoadError, PluginNotFound, ReloadError
 from .events import EVENT_KINDS, RuntimeEvent, Subscription
 from .handle import PluginHandle, PluginState
-from .plugin import Plugin
+from .plugin import Plugin, plugin_commands
 from .runtime import PluginsView, Runtime
 from .sources import extension_module_name
 from .watcher import Watcher
@@ -28,4 +28,5 @@ __all__ = [
     "Subscription",
     "Watcher",
     "extension_module_name",
+    "plugin_commands",
 ]

@@ -44,6 +44,9 @@ class PluginError(Exception):
     def __str__(self) -> str:
         return f"{self.location}: {self.message}"
 
+    def __repr__(self) -> str:  # shown in `runtime.failures` listings: keep the location
+        return f"{type(self).__name__}({str(self)!r})"
+
 
 class PluginLoadError(PluginError):
     """Importing, instantiating or starting a plugin failed; nothing was registered."""
@@ -64,15 +67,22 @@ def locate_error(exc: BaseException, files: Iterable[Path], source: Path) -> tup
     """Return the ``(file, line)`` in the plugin's own ``files`` where ``exc`` arose.
 
     Syntax errors carry their position; for anything else the innermost traceback frame
-    inside the plugin wins. Without one (say, a binary that fails to link) the plugin's
-    ``source`` path is reported, with no line.
+    inside the plugin wins. The cause/context chain is searched too: a ``start()`` that
+    timed out is reported at the ``await`` it was stuck in (the cancellation's traceback).
+    Without any (say, a binary that fails to link) the plugin's ``source`` path is
+    reported, with no line.
     """
-    if isinstance(exc, SyntaxError) and exc.filename:
-        return exc.filename, exc.lineno
     own = {str(path) for path in files}
-    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-        if frame.filename in own:
-            return frame.filename, frame.lineno
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, SyntaxError) and current.filename:
+            return current.filename, current.lineno
+        for frame in reversed(traceback.extract_tb(current.__traceback__)):
+            if frame.filename in own:
+                return frame.filename, frame.lineno
+        current = current.__cause__ or current.__context__
     return str(source), None
 
 

@@ -19,7 +19,7 @@ import sys
 import threading
 import types
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .sources import SourceRef, digest
@@ -45,7 +45,11 @@ def root_module_name(namespace: str, ref: SourceRef) -> str:
 
 
 def module_names_under(root: str) -> list[str]:
-    """Names in ``sys.modules`` that are ``root`` or inside it (exact prefix ``root.``)."""
+    """Names in ``sys.modules`` that are ``root`` or inside it (exact prefix ``root.``).
+
+    A full scan of ``sys.modules``: used where completeness matters (unload); the hot
+    reload path uses the names the importer itself served (:meth:`PluginImporter.live_names`).
+    """
     prefix = root + "."
     return [name for name in list(sys.modules) if name == root or name.startswith(prefix)]
 
@@ -74,6 +78,9 @@ class PluginImporter(importlib.abc.MetaPathFinder):
         self._prefixes: tuple[str, ...] = ()
         self._snapshot: dict[Path, bytes] = {}
         self._code: OrderedDict[tuple[Path, str], types.CodeType] = OrderedDict()
+        #: Every module name answered (or committed) per root, so a reload need not scan
+        #: all of ``sys.modules`` (thousands of names in a big app) to find a plugin's modules.
+        self._served: dict[str, set[str]] = {}
 
     @classmethod
     def install(cls) -> PluginImporter:
@@ -91,7 +98,16 @@ class PluginImporter(importlib.abc.MetaPathFinder):
 
     def unregister(self, root: str) -> None:
         self._roots.pop(root, None)
+        self._served.pop(root, None)
         self._prefixes = tuple({name.rpartition(".")[0] + "." for name in self._roots})
+
+    def live_names(self, root: str) -> list[str]:
+        """The modules of ``root`` now in ``sys.modules`` (among those this importer made)."""
+        served = self._served.get(root)
+        return [name for name in served if name in sys.modules] if served else []
+
+    def track(self, root: str, names: Iterable[str]) -> None:
+        self._served.setdefault(root, set()).update(names)
 
     # -- finder ---------------------------------------------------------------------------
     def find_spec(
@@ -106,16 +122,20 @@ class PluginImporter(importlib.abc.MetaPathFinder):
         if ref is None:
             return None
         if not inner:
-            return self._spec(fullname, ref.path, package=ref.kind == "package")
-        if ref.kind != "package":
+            spec = self._spec(fullname, ref.path, package=ref.kind == "package")
+        elif ref.kind != "package":
             return None
-        base = ref.path.joinpath(*inner.split("."))
-        if base / "__init__.py" in self._snapshot or (base / "__init__.py").is_file():
-            return self._spec(fullname, base, package=True)
-        module_file = base.with_name(base.name + ".py")
-        if module_file in self._snapshot or module_file.is_file():
-            return self._spec(fullname, module_file, package=False)
-        return None
+        else:
+            base = ref.path.joinpath(*inner.split("."))
+            module_file = base.with_name(base.name + ".py")
+            if base / "__init__.py" in self._snapshot or (base / "__init__.py").is_file():
+                spec = self._spec(fullname, base, package=True)
+            elif module_file in self._snapshot or module_file.is_file():
+                spec = self._spec(fullname, module_file, package=False)
+            else:
+                return None
+        self._served.setdefault(candidate, set()).add(fullname)
+        return spec
 
     def _spec(self, fullname: str, path: Path, *, package: bool) -> importlib.machinery.ModuleSpec:
         origin = path / "__init__.py" if package else path
@@ -151,7 +171,7 @@ class PluginImporter(importlib.abc.MetaPathFinder):
         stashed while the new code runs, so its relative imports see the new helpers, and
         put back afterwards); the caller commits the returned modules when it decides to.
         """
-        stashed = {name: sys.modules.pop(name) for name in module_names_under(root)}
+        stashed = {name: sys.modules.pop(name) for name in self.live_names(root)}
         parent_name, _, child = root.rpartition(".")
         parent = sys.modules.get(parent_name)
         old_attr = getattr(parent, child, None) if parent is not None else None
@@ -159,10 +179,10 @@ class PluginImporter(importlib.abc.MetaPathFinder):
         self._snapshot = snapshot
         try:
             importlib.import_module(root)
-            fresh = {name: sys.modules[name] for name in module_names_under(root)}
+            fresh = {name: sys.modules[name] for name in self.live_names(root)}
         finally:
             self._snapshot = {}
-            for name in module_names_under(root):
+            for name in self.live_names(root):
                 del sys.modules[name]
             sys.modules.update(stashed)
             if parent is not None:
@@ -179,7 +199,10 @@ def import_fresh(root: str, ref: SourceRef, snapshot: dict[Path, bytes]) -> dict
 
 def commit_modules(root: str, modules: dict[str, types.ModuleType]) -> None:
     """Make ``modules`` the live ones for ``root`` (replacing any previous version)."""
-    remove_modules(root)
+    importer = PluginImporter.install()
+    for name in importer.live_names(root):
+        del sys.modules[name]
+    importer.track(root, modules)
     sys.modules.update(modules)
     parent_name, _, child = root.rpartition(".")
     parent = sys.modules.get(parent_name)

@@ -13,7 +13,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
-__all__ = ["Plugin"]
+__all__ = ["Plugin", "plugin_commands"]
 
 
 def _snake_case(name: str) -> str:
@@ -90,3 +90,20 @@ class Plugin:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} plugin {self.name!r} v{self.version}>"
+
+
+def plugin_commands(plugin: Any) -> list[Callable[..., Any]]:
+    """The callables in ``plugin.commands``, ready to call on this instance.
+
+    ``commands = [increment]`` in a class body lists plain functions; those whose first
+    parameter is ``self`` are bound to ``plugin`` (a reload makes a new instance, so bind
+    again after one). Anything else (bound methods, free functions) is returned as is.
+    """
+    found = []
+    for command in getattr(plugin, "commands", None) or ():
+        if inspect.isfunction(command):
+            parameters = list(inspect.signature(command).parameters)
+            if parameters and parameters[0] == "self":
+                command = command.__get__(plugin, type(plugin))
+        found.append(command)
+    return found

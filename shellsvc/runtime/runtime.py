@@ -10,7 +10,6 @@ serving with the same module objects and the same state.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -30,7 +29,7 @@ from .importer import (
     remove_modules,
     root_module_name,
 )
-from .plugin import Plugin
+from .plugin import Plugin, plugin_commands
 from .sources import SourceRef, classify, digest, discover, read_snapshot
 from .staging import HealthCheck, Selector, StagedVersion, build_version, call_lifecycle, check_health
 from .watcher import Watcher
@@ -83,7 +82,8 @@ class Runtime:
         PluginImporter.install()
         self._handles: dict[str, PluginHandle] = {}
         self._sources: dict[Path, _Source] = {}
-        self._failures: dict[Path, tuple[dict[Path, str], PluginLoadError]] = {}
+        #: Sources that failed to load: (sha256 of their files, the error, how they were selected).
+        self._failures: dict[Path, tuple[dict[Path, str], PluginLoadError, Selector]] = {}
         self._inert: dict[Path, dict[Path, str]] = {}
         self._events = EventHub()
         self._watchers: list[Watcher] = []
@@ -127,7 +127,7 @@ class Runtime:
     @property
     def failures(self) -> dict[Path, PluginLoadError]:
         """Sources that could not be loaded at all (kept until they load or disappear)."""
-        return {path: error for path, (_, error) in self._failures.items()}
+        return {path: error for path, (_, error, _) in self._failures.items()}
 
     @property
     def plugins(self) -> PluginsView:
@@ -151,17 +151,18 @@ class Runtime:
                 names[key] = value
         return names
 
-    def commands(self) -> list[Callable[..., Any]]:
-        """Commands offered by started plugins (their ``commands`` lists), in load order.
+    def commands(self) -> dict[str, list[Callable[..., Any]]]:
+        """Commands offered by started plugins, by plugin name in load order.
 
-        A plain function whose first parameter is ``self`` (``commands = [increment]`` in a
-        class body) is bound to the live plugin instance.
+        Each list is :func:`plugin_commands` of the live instance: a function whose first
+        parameter is ``self`` (``commands = [increment]`` in a class body) comes bound to
+        it. The operator console offers them as ``<plugin> <command>``.
         """
-        found: list[Callable[..., Any]] = []
-        for handle in self._handles.values():
-            if handle.state is PluginState.STARTED:
-                found.extend(_bind(handle.plugin, command) for command in getattr(handle.plugin, "commands", None) or ())
-        return found
+        return {
+            handle.name: plugin_commands(handle.plugin)
+            for handle in self._handles.values()
+            if handle.state is PluginState.STARTED and plugin_commands(handle.plugin)
+        }
 
     def subscribe(self, callback: Callable[[RuntimeEvent], Any]) -> Subscription:
         """Call ``callback(event)`` for every :class:`RuntimeEvent`; returns the unsubscribe handle."""
@@ -251,7 +252,7 @@ class Runtime:
             self._check_name_conflicts(staged, owner=None)
         except PluginLoadError as error:
             PluginImporter.install().unregister(self._root_for(ref))
-            self._failures[ref.path] = (files, error)
+            self._failures[ref.path] = (files, error, selector)
             self._events.emit(RuntimeEvent("load_failed", None, ref.path, error=error))
             if strict:
                 raise
@@ -355,10 +356,25 @@ class Runtime:
         one stopped. On any failure the old version keeps serving untouched and
         :class:`ReloadError` (with file and line) is raised. Unchanged files (same sha256)
         are not reloaded unless ``force``.
+
+        A source that failed to *load* (see :attr:`failures`; give its path) has no old
+        version to keep: it is loaded again, raising :class:`PluginLoadError` on failure.
         """
         async with self._locked():
+            retry = self._failed_source(target)
+            if retry is not None:
+                ref, selector = retry
+                return await self._load_source(ref, selector, start=True, strict=True)
             source = self._source_for(target)
             return await self._reload_source(source, health_check=health_check, force=force)
+
+    def _failed_source(self, target: PathLike) -> tuple[SourceRef, Selector] | None:
+        if isinstance(target, str) and target in self._handles:
+            return None
+        path = Path(target).expanduser().resolve()
+        recorded = self._failures.get(path)
+        ref = classify(path) if recorded is not None else None
+        return (ref, recorded[2]) if ref is not None else None
 
     async def reload_changed(self, *, health_check: HealthCheck | None = None) -> list[PluginHandle]:
         """Reload every source whose files changed; failures are reported, not raised."""
@@ -689,10 +705,3 @@ class PluginsView:
 
 _MISSING = object()
 
-
-def _bind(plugin: Any, command: Callable[..., Any]) -> Callable[..., Any]:
-    if inspect.isfunction(command):
-        parameters = list(inspect.signature(command).parameters)
-        if parameters and parameters[0] == "self":
-            return command.__get__(plugin, type(plugin))  # type: ignore[no-any-return]
-    return command
