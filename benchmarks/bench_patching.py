@@ -1,7 +1,12 @@
-"""Costs of shellsvc.patching, as ratios against plain calls measured in the same run.
+"""Costs of shellsvc.patching, as ratios against baselines measured in the same run.
 
-Run: ``python benchmarks/bench_patching.py`` (about 30 s). Loop overhead (timing ``pass``)
-is subtracted from every figure, so a ratio compares the calls themselves.
+Run: ``python benchmarks/bench_patching.py`` (about a minute; ``--quick`` for a rough pass).
+
+Every group of statements is timed *interleaved* (round after round, each statement once
+per round, best round kept) so load from other processes hits baseline and candidate
+alike; the cost of an empty loop (``pass``) is subtracted, so a ratio compares the calls
+themselves. Two bodies are measured where it matters: ``return x + 1`` (the worst case: any
+added instruction shows) and a small realistic body (build a dict, format a string).
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ import wrapt
 
 from shellsvc.patching import PatchManager, percall, prepare_plugin_class, scoped_patch
 
-NUMBER = 200_000
-REPEAT = 7
+QUICK = "--quick" in sys.argv
+NUMBER = 20_000 if QUICK else 100_000
+ROUNDS = 5 if QUICK else 15
 
 MODULE = '''
 def plain(x):
@@ -34,6 +40,14 @@ def trampolined(x):
 
 def mocked(x):
     return x + 1
+
+def work(x):
+    record = {"id": x, "name": f"item-{x}", "tags": [x, x + 1]}
+    return len(record["name"]) + sum(record["tags"])
+
+def work_trampolined(x):
+    record = {"id": x, "name": f"item-{x}", "tags": [x, x + 1]}
+    return len(record["name"]) + sum(record["tags"])
 
 class PlainService:
     def method(self, x):
@@ -55,18 +69,29 @@ class PreparedWork:
 '''
 
 
-def best(stmt: str, env: dict[str, Any], number: int = NUMBER) -> float:
-    """Best per-call time in ns, loop overhead subtracted."""
-    timer = timeit.Timer(stmt, globals=env)
-    empty = timeit.Timer("pass", globals=env)
-    raw = min(timer.repeat(REPEAT, number)) / number
-    overhead = min(empty.repeat(REPEAT, number)) / number
-    return max(raw - overhead, 1e-12) * 1e9
+def measure(stmts: dict[str, str], env: dict[str, Any], number: int = NUMBER) -> dict[str, float]:
+    """Best per-call time in ns of each statement, interleaved, empty-loop cost subtracted."""
+    timers = {key: timeit.Timer(stmt, globals=env) for key, stmt in {"": "pass", **stmts}.items()}
+    best = dict.fromkeys(timers, float("inf"))
+    for _ in range(ROUNDS):
+        for key, timer in timers.items():
+            best[key] = min(best[key], timer.timeit(number) / number)
+    empty = best.pop("")
+    return {key: max(value - empty, 1e-12) * 1e9 for key, value in best.items()}
+
+
+def in_thread(fn: Any) -> Any:
+    """Run ``fn`` in a new thread (which has none of this thread's scopes) and return its result."""
+    out: list[Any] = []
+    thread = threading.Thread(target=lambda: out.append(fn()))
+    thread.start()
+    thread.join()
+    return out[0]
 
 
 def row(label: str, ns: float, base_ns: float, target: str = "") -> None:
     note = f"   (target {target})" if target else ""
-    print(f"  {label:<58} {ns:8.1f} ns  {ns / base_ns:6.2f}x{note}")
+    print(f"  {label:<66} {ns:9.1f} ns {ns / base_ns:7.2f}x{note}")
 
 
 def passthrough(fn: Any) -> Any:
@@ -75,6 +100,10 @@ def passthrough(fn: Any) -> Any:
         return fn(*args, **kwargs)
 
     return wrapper
+
+
+def wrapt_passthrough(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    return wrapped(*args, **kwargs)
 
 
 def load_module(root: Path, name: str, source: str) -> Any:
@@ -96,71 +125,96 @@ def main() -> None:
 
 def run(root: Path) -> None:
     mod = load_module(root, "bench_patch_target", textwrap.dedent(MODULE))
-    with scoped_patch(mod.trampolined, lambda x: x):  # install the trampoline once
-        pass
+    for fn in (mod.trampolined, mod.work_trampolined):
+        with scoped_patch(fn, lambda x: x):  # prepare for scoped patches once
+            pass
     prepare_plugin_class(mod.PreparedService)
     prepare_plugin_class(mod.PreparedWork)
     exec_ns: dict[str, Any] = {}
-    exec("def nosource(x):\n    return x + 1\n", exec_ns)  # no source: generic trampoline
+    exec("def nosource(x):\n    return x + 1\n", exec_ns)  # no source: generic forwarder
     nosource = exec_ns["nosource"]
-    with scoped_patch(nosource, lambda x: x):
-        pass
     env: dict[str, Any] = {
+        "mod": mod,
         "plain": mod.plain,
         "trampolined": mod.trampolined,
+        "work": mod.work,
+        "work_trampolined": mod.work_trampolined,
         "nosource": nosource,
-        "wrapt_wrapped": wrapt.FunctionWrapper(mod.plain, lambda wrapped, instance, args, kwargs: wrapped(*args, **kwargs)),
+        "wrapt_wrapped": wrapt.FunctionWrapper(mod.plain, wrapt_passthrough),
         "plain_svc": mod.PlainService(),
         "prepared_svc": mod.PreparedService(),
         "plain_work": mod.PlainWork(),
         "prepared_work": mod.PreparedWork(),
         "percall": percall,
+        "scoped_patch": scoped_patch,
         "passthrough": passthrough,
         "static_decorated": passthrough(mod.plain),
-        "mod": mod,
+        "static_wrapt": wrapt.FunctionWrapper(mod.plain, wrapt_passthrough),
+        "FunctionWrapper": wrapt.FunctionWrapper,
+        "wrapt_passthrough": wrapt_passthrough,
+        "mock_patch": unittest.mock.patch.object,
     }
-    base = best("plain(1)", env)
-    print(f"Python {sys.version.split()[0]}; {NUMBER} calls x best of {REPEAT}; loop overhead subtracted")
-    print("\nCall overhead (baseline: plain function call)")
-    row("plain function call (baseline)", base, base)
-    row("scoped-patched before, no scope open anywhere", best("trampolined(1)", env), base, "<= 1.3x")
+    print(f"Python {sys.version.split()[0]}; {NUMBER} calls per round, best of {ROUNDS} interleaved rounds; "
+          "empty-loop cost subtracted")
 
-    def in_other_thread(stmt: str) -> float:
-        out: list[float] = []
-        thread = threading.Thread(target=lambda: out.append(best(stmt, env)))
-        thread.start()
-        thread.join()
-        return out[0]
-
-    # Scopes open in this thread; the other thread has none: the trampoline is installed
-    # and inactive for its calls.
-    with scoped_patch(mod.trampolined, lambda x: x + 1), scoped_patch(nosource, lambda x: x + 1):
-        row("installed trampoline, inactive for this caller", in_other_thread("trampolined(1)"), base, "<= 1.3x")
-        row("  same, function without source (generic forwarder)", in_other_thread("nosource(1)"), base)
-        row("active scope: the replacement runs instead", best("trampolined(1)", env), base)
-    row("peer: wrapt.FunctionWrapper pass-through", best("wrapt_wrapped(1)", env), base)
+    print("\nScoped-patch trampoline (baseline: the same function, never patched)")
+    idle = measure({"plain": "plain(1)", "tramp": "trampolined(1)", "work": "work(1)",
+                    "work_tramp": "work_trampolined(1)"}, env)
+    row("plain call, return x + 1 (baseline)", idle["plain"], idle["plain"])
+    row("prepared for scoped patches, no scope open anywhere", idle["tramp"], idle["plain"], "<= 1.3x")
+    # The trampoline is installed while some scope is open; callers outside it pay one
+    # ContextVar read. Scopes open in this thread; the measuring thread has none.
+    with scoped_patch(mod.trampolined, lambda x: -1), scoped_patch(mod.work_trampolined, lambda x: -1), \
+            scoped_patch(nosource, lambda x: -1):
+        other = in_thread(lambda: measure({"plain": "plain(1)", "tramp": "trampolined(1)", "nosource": "nosource(1)",
+                                           "work": "work(1)", "work_tramp": "work_trampolined(1)"}, env))
+        active = measure({"plain": "plain(1)", "tramp": "trampolined(1)"}, env)
+    row("trampoline installed, inactive for this caller, return x + 1", other["tramp"], other["plain"], "<= 1.3x")
+    row("  same, function without source (generic forwarder)", other["nosource"], other["plain"])
+    row("  same, realistic body (baseline: that body unpatched)", other["work_tramp"], other["work"], "<= 1.3x")
+    row("active scope: the replacement (a lambda) runs instead", active["tramp"], active["plain"])
     with unittest.mock.patch.object(mod, "mocked", wraps=mod.mocked):
-        row("peer: unittest.mock.patch(wraps=...) active (process-wide!)", best("mod.mocked(1)", env, NUMBER // 10), base)
+        peers = measure({"plain": "plain(1)", "wrapt": "wrapt_wrapped(1)", "mock": "mod.mocked(1)"}, env, NUMBER // 10)
+    row("peer: wrapt.FunctionWrapper installed, passing through", peers["wrapt"], peers["plain"])
+    row("peer: unittest.mock.patch(wraps=...) installed (process-wide!)", peers["mock"], peers["plain"])
 
-    method_base = best("plain_svc.method(1)", env)
     print("\nPlugin methods (baseline: the same method on an unprepared class)")
-    row("plain method call (baseline)", method_base, method_base)
-    row("prepared method, called without per-call keywords", best("prepared_svc.method(1)", env), method_base, "<= 1.3x")
-    work_base = best("plain_work.method(1)", env)
-    print("  (a method with a small realistic body: build a dict, format a string)")
-    row("plain method call (baseline)", work_base, work_base)
-    row("prepared method, called without per-call keywords", best("prepared_work.method(1)", env), work_base, "<= 1.3x")
+    methods = measure({"plain": "plain_svc.method(1)", "prepared": "prepared_svc.method(1)",
+                       "work": "plain_work.method(1)", "prepared_work": "prepared_work.method(1)"}, env)
+    row("plain method, return x + 1 (baseline)", methods["plain"], methods["plain"])
+    row("prepared method, called without per-call keywords", methods["prepared"], methods["plain"], "<= 1.3x")
+    row("plain method, realistic body (baseline)", methods["work"], methods["work"])
+    row("prepared method, realistic body, without per-call keywords", methods["prepared_work"], methods["work"], "<= 1.3x")
 
-    static = best("static_decorated(1)", env)
-    print("\nPer-call decorator (baseline: the same decorator applied statically)")
-    row("decorator applied statically (baseline)", static, static)
-    row("applying d per call by hand: d(f)(x) (the floor)", best("passthrough(plain)(1)", env, NUMBER // 10), static)
-    row("percall(f, x, decorator=d)", best("percall(plain, 1, decorator=passthrough)", env, NUMBER // 10), static)
-    row("plugin method call with decorator=d", best("prepared_svc.method(1, decorator=passthrough)", env, NUMBER // 10), static)
-    row("percall(f, x, monkey_patch={g: h}) (scope enter+exit)",
-        best("percall(plain, 1, monkey_patch={trampolined: plain})", env, NUMBER // 10), static)
-    row("peer: unittest.mock.patch.object enter+exit + call",
-        best("with mock_patch(mod, 'mocked', plain): mod.mocked(1)", {**env, "mock_patch": unittest.mock.patch.object}, NUMBER // 20), static)
+    print("\nPer-call decorator, active (baseline: the same decorator applied statically)")
+    few = NUMBER // 10
+    deco = measure({
+        "static": "static_decorated(1)",
+        "by_hand": "passthrough(plain)(1)",
+        "percall": "percall(plain, 1, decorator=passthrough)",
+        "method": "prepared_svc.method(1, decorator=passthrough)",
+        "wrapt_static": "static_wrapt(1)",
+        "wrapt_percall": "FunctionWrapper(plain, wrapt_passthrough)(1)",
+        "mock_percall": "with mock_patch(mod, 'plain', static_decorated): mod.plain(1)",
+    }, env, few)
+    base = deco["static"]
+    row("decorator applied statically (baseline)", base, base)
+    row("decorating by hand on every call: d(f)(x) (the floor)", deco["by_hand"], base)
+    row("percall(f, x, decorator=d)", deco["percall"], base)
+    row("plugin method call with decorator=d", deco["method"], base)
+    row("peer: wrapt.FunctionWrapper(f, w) applied statically", deco["wrapt_static"], base)
+    row("peer: wrapt.FunctionWrapper(f, w)(x) built per call", deco["wrapt_percall"], base)
+    row("peer: unittest.mock.patch.object(m, 'f', d(f)) per call", deco["mock_percall"], base)
+
+    print("\nPer-call monkey patch (baseline: unittest.mock.patch.object around the call)")
+    monkey = measure({
+        "mock": "with mock_patch(mod, 'mocked', plain): mod.mocked(1)",
+        "percall": "percall(plain, 1, monkey_patch={trampolined: plain})",
+        "scoped": "with scoped_patch(trampolined, plain): trampolined(1)",
+    }, env, few)
+    row("peer: mock.patch.object enter + call + exit (process-wide!) (baseline)", monkey["mock"], monkey["mock"])
+    row("scoped_patch enter + call + exit (this thread/task only)", monkey["scoped"], monkey["mock"])
+    row("percall(f, x, monkey_patch={g: h})", monkey["percall"], monkey["mock"])
 
     print("\nHot swap of 1,000 functions (baseline: importlib.reload of the same module)")
     source = "".join(f"def f{i}(x):\n    return x + {i}\n\n" for i in range(1000))
@@ -183,10 +237,13 @@ def run(root: Path) -> None:
     for record in reversed(journaled.patches()):
         journaled.rollback(record.id)
     rollback_s = time.perf_counter() - start
-    print(f"  {'importlib.reload (baseline; leaves old references stale)':<58} {reload_s * 1000:8.1f} ms   1.00x")
-    print(f"  {'hot swap x1000, in-memory journal':<58} {swap_s * 1000:8.1f} ms  {swap_s / reload_s:6.2f}x  ({swap_s * 1e6 / 1000:.0f} us each)")
-    print(f"  {'hot swap x1000, fsynced journal on disk':<58} {journal_s * 1000:8.1f} ms  {journal_s / reload_s:6.2f}x  ({journal_s * 1e6 / 1000:.0f} us each)")
-    print(f"  {'rollback x1000, fsynced journal on disk':<58} {rollback_s * 1000:8.1f} ms  {rollback_s / reload_s:6.2f}x")
+    print(f"  {'importlib.reload (baseline; leaves old references stale)':<66} {reload_s * 1000:9.1f} ms    1.00x")
+    for label, seconds in (
+        ("hot swap x1000, in-memory journal", swap_s),
+        ("hot swap x1000, fsynced journal on disk", journal_s),
+        ("rollback x1000, fsynced journal on disk", rollback_s),
+    ):
+        print(f"  {label:<66} {seconds * 1000:9.1f} ms {seconds / reload_s:7.2f}x  ({seconds * 1e6 / 1000:.0f} us each)")
 
 
 if __name__ == "__main__":

@@ -29,8 +29,11 @@ def benchmark(fn: Callable[..., Any] | None = None, *, repeat: int = 3, max_seco
     """
     if fn is None:
         return functools.partial(benchmark, repeat=repeat, max_seconds=max_seconds)
-    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
-        raise TypeError(f"benchmark cannot time {label(fn)}: timeit cannot await; benchmark a sync wrapper instead")
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+        raise TypeError(
+            f"benchmark cannot time {label(fn)}: it returns a coroutine or generator, and timeit would only time "
+            "its creation; benchmark a plain function that runs it instead"
+        )
     name = label(fn)
 
     @functools.wraps(fn)

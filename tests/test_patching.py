@@ -11,6 +11,8 @@ import stat
 import sys
 import textwrap
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +85,9 @@ class Service(Base):
     def sm(x):
         return x + 1
 
+    async def amethod(self, x):
+        return x + 1
+
 def with_defaults(x, scale=2, cache={}):
     cache[x] = True
     return x * scale
@@ -121,45 +126,77 @@ def manager(tmp_path: Path) -> PatchManager:
 
 
 def test_every_kind_of_reference_sees_the_swap_and_the_original_after_rollback(app, modules, manager):
-    user = modules("patch_user", "from patch_app import plain, Service, decorated\n")
-    service = app.Service()
-    bound = service.method
+    user = modules(
+        "patch_user",
+        "from patch_app import plain, plain as alias, Service, decorated, coro as acall\n"
+        "handlers = {'plain': plain}\n",
+    )
+    service = app.Service()  # an instance that exists before the patches
+    bound, bound_cm, bound_sm, bound_async = service.method, service.cm, service.sm, service.amethod
     callbacks = [app.plain]
     partial = functools.partial(app.plain, 10)
-    originals = {
-        "plain": app.plain.__code__,
-        "method": app.Service.method.__code__,
-        "cm": app.Service.__dict__["cm"].__func__.__code__,
-        "sm": app.Service.__dict__["sm"].__func__.__code__,
-        "coro": app.coro.__code__,
-        "decorated": app.decorated.__wrapped__.__code__,
+    functions = {
+        "plain": app.plain,
+        "method": app.Service.method,
+        "cm": app.Service.__dict__["cm"].__func__,
+        "sm": app.Service.__dict__["sm"].__func__,
+        "coro": app.coro,
+        "amethod": app.Service.amethod,
+        "decorated": app.decorated.__wrapped__,
     }
+    originals = {name: fn.__code__ for name, fn in functions.items()}
+
+    def observe() -> dict[str, Any]:
+        return {
+            "module attribute": app.plain(2),
+            "from-import": user.plain(2),
+            "from-import alias": user.alias(2),
+            "stored callback": (callbacks[0](2), user.handlers["plain"](2)),
+            "partial": partial(),
+            "bound method": bound(2),
+            "method on existing instance": service.method(2),
+            "method via from-imported class": user.Service().method(2),
+            "classmethod": (app.Service.cm(2), bound_cm(2)),
+            "staticmethod": (app.Service.sm(2), bound_sm(2)),
+            "async function": (asyncio.run(app.coro(2)), asyncio.run(user.acall(2))),
+            "async method": asyncio.run(bound_async(2)),
+            "decorated (through __wrapped__)": (app.decorated(2), user.decorated(2)),
+        }
+
+    before = observe()
     ids = [
         manager.patch(app.plain, "def plain(x):\n    return x * 100\n").id,
         manager.patch(app.Service.method, "def method(self, x):\n    return x * 100\n").id,
         manager.patch(app.Service.cm, "def cm(cls, x):\n    return (cls.__name__, x * 100)\n").id,
-        manager.patch(app.Service.sm, "return x * 100").id,
+        manager.patch(bound_sm, "return x * 100").id,  # staticmethod reached through an instance
         manager.patch(app.coro, "async def coro(x):\n    return x * 100\n").id,
+        manager.patch("patch_app.Service.amethod", "return x * 100").id,
         manager.patch(app.decorated, "def decorated(x):\n    return x * 100\n").id,
     ]
-    assert app.plain(2) == user.plain(2) == callbacks[0](2) == 200
-    assert partial() == 1000
-    assert bound(2) == service.method(2) == user.Service().method(2) == 200
-    assert app.Service.cm(2) == service.cm(2) == ("Service", 200)
-    assert app.Service.sm(2) == service.sm(2) == 200
-    assert asyncio.run(app.coro(2)) == 200
-    assert app.decorated(2) == user.decorated(2) == ("wrapped", 200)
+    assert observe() == {
+        "module attribute": 200,
+        "from-import": 200,
+        "from-import alias": 200,
+        "stored callback": (200, 200),
+        "partial": 1000,
+        "bound method": 200,
+        "method on existing instance": 200,
+        "method via from-imported class": 200,
+        "classmethod": (("Service", 200), ("Service", 200)),
+        "staticmethod": (200, 200),
+        "async function": (200, 200),
+        "async method": 200,
+        "decorated (through __wrapped__)": (("wrapped", 200), ("wrapped", 200)),
+    }
+    # Identity kept: the same function objects run new code.
+    assert app.plain is user.alias is functions["plain"] and app.Service.method is functions["method"]
 
     for patch_id in reversed(ids):
         manager.rollback(patch_id)
-    assert app.plain.__code__ is originals["plain"]
-    assert app.Service.method.__code__ is originals["method"]
-    assert app.Service.__dict__["cm"].__func__.__code__ is originals["cm"]
-    assert app.Service.__dict__["sm"].__func__.__code__ is originals["sm"]
-    assert app.coro.__code__ is originals["coro"]
-    assert app.decorated.__wrapped__.__code__ is originals["decorated"]
-    assert (user.plain(2), partial(), bound(2), app.Service.sm(2), app.decorated(2)) == (3, 11, 3, 3, ("wrapped", 3))
-    assert [r.status for r in manager.patches()] == ["rolled back"] * 6
+    for name, fn in functions.items():
+        assert fn.__code__ is originals[name], name  # the very original code object is back
+    assert observe() == before
+    assert [r.status for r in manager.patches()] == ["rolled back"] * len(ids)
 
 
 def test_swap_keeps_closures_super_private_names_and_unchanged_defaults(app, manager):
@@ -207,6 +244,9 @@ def test_class_patch_adds_and_replaces_methods_for_existing_instances(app, manag
         ("coro", "def coro(x):\n    return x\n", PatchRefused, "is a coroutine"),
         ("bump", None, PatchRefused, "free variables"),
         ("len", "return 1", PatchRefused, "implemented in C"),
+        ("partial", "return 1", PatchRefused, "functools.partial; patch the function it wraps"),
+        ("plain", "return helper_typo(x)", PatchRefused, "uses 'helper_typo', which module 'patch_app' does not define"),
+        ("with_defaults", "def with_defaults(x, scale=1 / 0):\n    return x\n", PatchRefused, "ZeroDivisionError"),
     ],
 )
 def test_refused_patches_change_nothing(app, manager, target, replacement, error, message):
@@ -216,7 +256,7 @@ def test_refused_patches_change_nothing(app, manager, target, replacement, error
         def replacement(step=1):
             return other
 
-    obj = len if target == "len" else getattr(app, target)
+    obj = {"len": len, "partial": functools.partial(app.plain, 1)}.get(target) or getattr(app, target)
     before = getattr(obj, "__code__", None)
     with pytest.raises(error, match=message):
         manager.patch(obj, replacement)
@@ -225,34 +265,102 @@ def test_refused_patches_change_nothing(app, manager, target, replacement, error
     assert not manager.journal.path.exists()
 
 
-def test_serving_loop_never_fails_while_patching_and_rolling_back(app, manager):
+@pytest.fixture
+def fast_switching():
+    """Switch threads every microsecond so the serving loop and the patcher interleave."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(previous)
+
+
+def serve_while(
+    call: Callable[[], Any],
+    change: Callable[[], None],
+    *,
+    calls: int = 10_000,
+    until: Callable[[set[Any]], bool] = lambda results: True,
+) -> tuple[int, list[BaseException], set[Any], int]:
+    """Call ``call`` from a serving thread while ``change`` runs here in a loop.
+
+    The server makes at least ``calls`` calls and goes on until ``change`` ran at least 20
+    times and ``until(results)`` holds (proof that the changes really overlapped its calls), for
+    at most 60 s. Returns (calls made, failures, distinct results, changes made).
+    """
     failures: list[BaseException] = []
-    results: set[int] = set()
-    calls = 0
+    results: set[Any] = set()
+    made = changes = 0
     done = threading.Event()
-    plain = app.plain
+    deadline = time.monotonic() + 60
 
     def serve() -> None:
-        nonlocal calls
-        for _ in range(10_000):
-            try:
-                results.add(plain(1))
-            except BaseException as exc:  # counted, reported below
-                failures.append(exc)
-            calls += 1
-        done.set()
+        nonlocal made
+        try:
+            while made < calls or ((changes < 20 or not until(results)) and time.monotonic() < deadline):
+                try:
+                    results.add(call())
+                except BaseException as exc:  # counted and reported by the test
+                    failures.append(exc)
+                made += 1
+        finally:
+            done.set()
 
     server = threading.Thread(target=serve)
     server.start()
-    swaps = 0
-    while not done.is_set() or swaps < 4:
-        record = manager.patch(app.plain, "def plain(x):\n    return x + 2\n")
-        manager.rollback(record.id)
-        swaps += 1
+    while not done.is_set():
+        change()
+        changes += 1
     server.join(timeout=60)
-    assert calls == 10_000 and failures == []
-    assert results <= {2, 3}
-    assert app.plain(1) == 2 and swaps >= 4
+    return made, failures, results, changes
+
+
+def test_serving_loop_never_fails_while_patching_and_rolling_back(app, modules, manager, fast_switching):
+    user = modules("patch_user", "from patch_app import plain, Service\n")
+    service = user.Service()
+    refs = [user.plain, app.plain, service.method]
+    index = 0
+
+    def call() -> Any:
+        nonlocal index
+        index += 1
+        return refs[index % 3](1)
+
+    def change() -> None:
+        # Alternate a swap that adds a defaulted parameter with one that only changes the body.
+        a = manager.patch(app.plain, "def plain(x, extra=1):\n    return x + 1 + extra\n")
+        b = manager.patch(app.Service.method, "return x + 2")
+        manager.rollback(b.id)
+        manager.rollback(a.id)
+
+    made, failures, results, changes = serve_while(call, change, until=lambda results: len(results) == 2)
+    assert failures == [] and made >= 10_000 and changes >= 20
+    assert results == {2, 3}  # both versions served, nothing else
+    assert app.plain.__defaults__ is None and app.plain(1) == 2 and service.method(1) == 2
+
+
+def test_serving_loop_never_fails_while_scopes_open_and_close_elsewhere(app, fast_switching):
+    from shellsvc.patching import scoped_patch
+
+    plain = app.plain
+    original = plain.__code__
+    served_by_scopes = 0
+    calls_while_installed = 0
+
+    def call() -> int:
+        nonlocal calls_while_installed
+        calls_while_installed += plain.__code__ is not original
+        return plain(1)
+
+    def change() -> None:
+        nonlocal served_by_scopes
+        with scoped_patch(app.plain, lambda x: -x):  # installs the trampoline; uninstalled on exit
+            served_by_scopes += plain(1) == -1
+
+    made, failures, results, changes = serve_while(call, change, until=lambda results: calls_while_installed > 0)
+    # The serving thread never sees the other thread's scope, installed or not.
+    assert failures == [] and made >= 10_000 and results == {2}
+    assert served_by_scopes == changes >= 20 and calls_while_installed > 0
+    assert plain.__code__ is original and plain(1) == 2
 
 
 def test_health_check_failure_rolls_back(app, manager):
@@ -300,6 +408,15 @@ def test_rollback_refuses_when_later_patches_sit_on_top(app, manager):
     assert app.plain(0) == 1
     with pytest.raises(PatchNotFound, match="no patch #99"):
         manager.rollback(99)
+    # A class patch and a method patch touching the same method are ordered too.
+    method = manager.patch(app.Service.method, "return 'method'")
+    whole = manager.patch(app.Service, "class Service:\n    def method(self, x):\n        return 'class'\n")
+    with pytest.raises(PatchConflict, match=f"#{whole.id}"):
+        manager.rollback(method.id)
+    manager.rollback(whole.id)
+    assert app.Service().method(1) == "method"
+    manager.rollback(method.id)
+    assert app.Service().method(1) == 2
 
 
 def test_journal_is_private_and_reapplies_after_restart(app, modules, tmp_path, manager):
@@ -326,6 +443,84 @@ def test_journal_is_private_and_reapplies_after_restart(app, modules, tmp_path, 
     assert again.patch("patch_app.plain", "return 0").id == 4  # ids continue
 
 
+RESTART_DRIVER = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from shellsvc.patching import PatchManager
+import restart_app
+
+step, state = sys.argv[3], sys.argv[2]
+out = {"plain": restart_app.plain(1), "has_extra": hasattr(restart_app.Service, "extra")}
+if step == "patch":
+    manager = PatchManager(state)
+    out["ids"] = [
+        manager.patch("restart_app.plain", "return x * 7", user="alice").id,
+        manager.patch("restart_app.Service", "class Service:\\n    def extra(self):\\n        return 'extra'\\n").id,
+    ]
+elif step == "reapply":
+    manager = PatchManager(state)
+    report = manager.reapply()
+    out["applied"], out["skipped"] = report.applied, sorted(report.skipped)
+    out["after"] = [restart_app.plain(1), hasattr(restart_app.Service, "extra")]
+    if report.applied:
+        out["files"] = [str(manager.commit(pid, user="bob")) for pid in report.applied]
+print(json.dumps(out))
+"""
+
+
+def test_journal_reapplies_and_commit_survives_real_restarts(tmp_path):
+    """Separate interpreters: patch, restart + re-apply + commit, restart without the journal."""
+    import subprocess
+
+    src = tmp_path / "src"
+    src.mkdir()
+    app_file = src / "restart_app.py"
+    app_file.write_text("def plain(x):\n    return x + 1\n\n\nclass Service:\n    def method(self):\n        return 1\n")
+    original = app_file.read_text()
+    driver = tmp_path / "driver.py"
+    driver.write_text(RESTART_DRIVER)
+
+    def run(step: str, state: Path) -> dict[str, Any]:
+        done = subprocess.run(
+            [sys.executable, str(driver), str(src), str(state), step], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    state = tmp_path / "state"
+    assert run("patch", state) == {"plain": 2, "has_extra": False, "ids": [1, 2]}
+    journal = [json.loads(line) for line in (state / "patches.jsonl").read_text().splitlines()]
+    assert [(e["op"], e["id"], e["user"]) for e in journal][0] == ("apply", 1, "alice")
+
+    restarted = run("reapply", state)  # a new process: the code starts unpatched, the journal re-applies it
+    assert restarted["plain"] == 2 and not restarted["has_extra"]
+    assert restarted["applied"] == [1, 2] and restarted["after"] == [7, True]
+    assert restarted["files"] == [str(app_file)] * 2
+    backups = sorted(src.glob("restart_app.py.patch*.bak"))
+    assert [b.name for b in backups] == ["restart_app.py.patch1.bak", "restart_app.py.patch2.bak"]
+    assert backups[0].read_text() == original
+
+    # Committed: a fresh process without any journal imports the patched file.
+    assert run("plain", tmp_path / "empty-state") == {"plain": 7, "has_extra": True}
+    # The journal knows the patches are in the file now: nothing is applied twice.
+    again = run("reapply", state)
+    assert again["applied"] == [] and again["skipped"] == [1, 2] and again["after"] == [7, True]
+
+
+def test_patches_of_a_reloaded_module_are_superseded_not_reapplied(app, modules, tmp_path, manager):
+    other = modules("patch_app_other", "def f():\n    return 1\n")
+    manager.patch("patch_app.plain", "return x * 7")
+    manager.patch(other.f, "return 'patched'")  # another module: untouched
+    reloaded = modules("patch_app", APP_SOURCE.replace("return x + 1\n", "return x + 2\n", 1))  # edited, reloaded
+    assert manager.supersede("patch_app") == [1]
+    assert reloaded.plain(1) == 3 and [r.status for r in manager.patches()] == ["superseded", "active"]
+    again = PatchManager(tmp_path / "state")  # restart: the edited file wins, the old patch stays retired
+    assert [r.status for r in again.patches()] == ["superseded", "active"]
+    assert again.reapply().applied == [2]
+    manager.rollback(2)
+    assert other.f() == 1
+
+
 def test_reapply_reports_targets_that_no_longer_resolve(app, modules, tmp_path, manager):
     manager.patch(app.Service.sm, "return 'patched'")
     modules("patch_app", "def plain(x):\n    return x\n")  # Service is gone after the "restart"
@@ -347,11 +542,40 @@ def test_commit_writes_a_file_that_imports_and_behaves_as_patched(app, modules, 
     assert fresh.plain(1) == 2
 
 
-def test_dotted_target_that_does_not_resolve_is_a_clear_error(manager):
+def test_dotted_target_that_does_not_resolve_is_a_clear_error(modules, manager):
     with pytest.raises(ResolveError, match="no attribute 'nope'"):
         manager.patch("json.nope", "return 1")
     with pytest.raises(ResolveError, match="no module named"):
         manager.patch("no_such_module_xyz.f", "return 1")
+    # A module that exists but fails to import is reported as such, never as "not found".
+    (modules.root / "broken_dep_app.py").write_text("import no_such_dependency_xyz\n\ndef f():\n    return 1\n")
+    with pytest.raises(ModuleNotFoundError, match="no_such_dependency_xyz"):
+        manager.patch("broken_dep_app.f", "return 2")
+    sys.modules.pop("broken_dep_app", None)
+    assert manager.patches() == []
+
+
+def test_function_replacement_needing_its_own_globals_is_refused(app, manager):
+    namespace: dict[str, Any] = {"__name__": "admin_repl"}
+    exec("def helper(x):\n    return -x\n\ndef fixed(x):\n    return helper(x)\n", namespace)
+    with pytest.raises(PatchRefused, match=r"uses 'helper'.*exist where the replacement was defined, admin_repl"):
+        manager.patch(app.plain, namespace["fixed"])
+    assert app.plain(1) == 2
+    app.helper = namespace["helper"]  # defined in the target module first: now it may be used
+    try:
+        manager.patch(app.plain, namespace["fixed"])
+        assert app.plain(1) == -1
+    finally:
+        del app.helper
+
+
+def test_commit_refuses_a_patch_that_is_not_the_running_code(app, manager):
+    first = manager.patch(app.plain, "return 'one'")
+    manager.patch(app.plain, "return 'two'")
+    file_before = Path(app.__file__).read_text()
+    with pytest.raises(PatchConflict, match="later patches on top.*#2"):
+        manager.commit(first.id)
+    assert Path(app.__file__).read_text() == file_before
 
 
 def test_user_comes_from_the_context_variable(app, manager):
@@ -375,19 +599,28 @@ def test_patching_while_a_frame_is_running_keeps_the_old_code_for_that_frame(app
 
 
 
-def test_admin_repl_names_and_patches_console_command(app, manager):
+def test_admin_repl_names_and_patches_console_command(app, modules, manager):
     from shellsvc.patching import admin_names, patches_command
 
-    names = admin_names(manager)
+    names = admin_names(manager, user="dave")
+    assert {"patch", "rollback", "patches", "commit_patch"} <= names.keys()
     record = names["patch"](app.plain, "return 'admin'")
-    assert app.plain(1) == "admin"
-    assert f"#{record.id} active" in repr(names["patches"]())
+    assert app.plain(1) == "admin" and record.user == "dave"
+    assert repr(record).startswith(f"<patch #{record.id} active") and "by dave" in repr(names["patches"]())
     assert "--- before\ndef plain(x):" in patches_command(manager, f"show {record.id}")
     assert patches_command(manager, "rollback 42").startswith("error: no patch #42")
-    assert patches_command(manager, f"rollback #{record.id}").startswith(f"rolled back #{record.id}")
-    assert app.plain(1) == 2
+    assert patches_command(manager, f"rollback #{record.id}", user="erin").startswith(f"rolled back #{record.id}")
+    assert app.plain(1) == 2 and record.history[-1]["user"] == "erin"
     assert "rolled back" in patches_command(manager, "list")
     assert patches_command(manager, "frobnicate").startswith("usage:")
+    assert patches_command(manager, "rollback 'unclosed").startswith("error: cannot parse")
+
+    kept = names["patch"](app.Service.method, "return x * 9")
+    assert names["commit_patch"](kept.id) == Path(app.__file__)
+    assert patches_command(manager, f"commit {record.id}").startswith(f"error: patch #{record.id} is rolled back")
+    assert modules("patch_app", Path(app.__file__).read_text()).Service().method(2) == 18
+    events = [json.loads(line) for line in manager.journal.path.read_text().splitlines()]
+    assert [(e["op"], e["user"]) for e in events] == [("apply", "dave"), ("rollback", "erin"), ("apply", "dave"), ("commit", "dave")]
 
 
 def test_bare_body_patch_uses_the_running_signature_when_the_file_changed(app, modules, manager):

@@ -84,46 +84,55 @@ def test_scoped_patch_reaches_every_reference_inside_the_scope_only(lib):
 def test_scoped_patch_isolated_across_threads(lib):
     import scoped_user
 
-    count = 8
-    barrier = threading.Barrier(count)
+    patched, unpatched = 8, 2  # eight threads with eight different replacements, two with none
+    barrier = threading.Barrier(patched + unpatched)
     results: dict[int, list[int]] = {}
     errors: list[BaseException] = []
+    shop = lib.Shop()  # one instance shared by every thread
+
+    def observe() -> list[int]:
+        seen = []
+        for _ in range(50):  # repeated while every scope is open at once
+            seen += [scoped_user.price(1), shop.quote(1), scoped_user.handlers["price"](1), lib.checkout(1)]
+        return seen
 
     def worker(n: int) -> None:
         try:
-            if n % 2:  # half patch, half do not
+            if n < patched:
                 with scoped_patch(lib.price, lambda x, n=n: x * 1000 + n):
                     barrier.wait(timeout=30)
-                    seen = [scoped_user.price(1), lib.Shop().quote(1), scoped_user.handlers["price"](1)]
+                    results[n] = observe()
                     barrier.wait(timeout=30)
             else:
                 barrier.wait(timeout=30)
-                seen = [scoped_user.price(1), lib.Shop().quote(1), scoped_user.handlers["price"](1)]
+                results[n] = observe()
                 barrier.wait(timeout=30)
-            results[n] = seen
         except BaseException as exc:
             errors.append(exc)
+            barrier.abort()
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(count)]
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(patched + unpatched)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
     assert errors == []
-    for n in range(count):
-        expected = 1000 + n if n % 2 else 10
-        assert results[n] == [expected, expected + 1, expected]
+    for n in range(patched + unpatched):
+        price = 1000 + n if n < patched else 10
+        assert results[n] == [price, price + 1, price, price + 1] * 50, n
+    assert lib.price(1) == 10
 
 
 async def test_scoped_patch_isolated_across_asyncio_tasks(lib):
-    count = 8
+    count = 8  # eight tasks with eight different replacements, plus one task with none
     inside = asyncio.Event()
     entered = 0
 
     async def task(n: int) -> list[int]:
         nonlocal entered
+
         async def replacement(x: int) -> int:
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # interleave with the other tasks mid-call
             return x * 1000 + n
 
         seen = []
@@ -138,8 +147,17 @@ async def test_scoped_patch_isolated_across_asyncio_tasks(lib):
         seen.append(await lib.aprice(1))
         return seen
 
-    results = await asyncio.gather(*(task(n) for n in range(count)))
+    async def bystander() -> list[int]:
+        await inside.wait()
+        seen = []
+        for _ in range(3):
+            seen.append(await lib.aprice(1))
+            await asyncio.sleep(0)
+        return seen
+
+    *results, unaffected = await asyncio.gather(*(task(n) for n in range(count)), bystander())
     assert results == [[1000 + n] * 3 + [10] for n in range(count)]
+    assert unaffected == [10, 10, 10]
 
 
 def test_scoped_patch_of_generators_source_text_and_original(lib):
@@ -214,11 +232,23 @@ def test_percall_options_combine_and_the_call_runs_once(lib):
 
 def test_percall_bad_name_raises_before_anything_runs(lib):
     calls: list[int] = []
+    entered: list[str] = []
+
+    @contextlib.contextmanager
+    def watch():
+        entered.append("cm")
+        yield
+
     with pytest.raises(ResolveError, match="no patch named 'nosuch'"):
-        percall(calls.append, 1, decorator="nosuch")
+        percall(calls.append, 1, decorator="nosuch", context_manager=watch)
     with pytest.raises(ResolveError, match="patches.nope"):
         percall(calls.append, 1, decorators=["timer", "patches.nope.thing"])
-    assert calls == []
+    with pytest.raises(ResolveError, match="'scoped_lib.nope' does not resolve"):
+        percall(calls.append, 1, monkey_patch={"scoped_lib.nope": "timer"}, context_manager=watch)
+    with pytest.raises(ResolveError, match="no patch named 'not_a_patch'"):
+        percall(calls.append, 1, monkey_patch={lib.price: "not_a_patch"})
+    assert calls == [] and entered == []
+    assert lib.price.__code__ is importlib.import_module("scoped_lib").price.__code__ and lib.price(1) == 10
 
 
 async def test_percall_on_coroutines(lib, capsys):
@@ -297,6 +327,76 @@ def test_tracer_reports_lines_and_locals_and_restores_tracing(lib, capsys):
     assert "raised ValueError" in out
 
 
+async def test_tracer_follows_generators_and_coroutines_step_by_step(lib, capsys):
+    traced_lines: list[str] = []
+
+    async def other_task() -> None:  # runs between the traced coroutine's steps
+        for _ in range(3):
+            traced_lines.append(repr(sys.gettrace()))
+            await asyncio.sleep(0)
+
+    async def fetch(n):
+        got = 0
+        for i in range(n):
+            await asyncio.sleep(0)
+            got += i
+        return got
+
+    previous = sys.gettrace()
+    result, _ = await asyncio.gather(percall(fetch, 3, decorator="tracer"), other_task())
+    assert result == 3 and sys.gettrace() is previous
+    assert traced_lines == [repr(previous)] * 3  # tracing never leaked into the other task
+    out = capsys.readouterr().out
+    assert out.count("[trace] call ") == 1 and out.count("[trace] resume ") == 3
+    assert "suspended, awaiting None" in out and "returned 3" in out and "StopIteration" not in out
+
+    def numbers(n):
+        for i in range(n):
+            received = yield i
+        return "done"
+
+    gen = percall(numbers, 2, decorator="tracer")
+    assert next(gen) == 0 and gen.send("hello") == 1
+    with pytest.raises(StopIteration) as stop:
+        next(gen)
+    assert stop.value.value == "done" and sys.gettrace() is previous
+    out = capsys.readouterr().out
+    assert "yielded 0" in out and "received = 'hello'" in out and "returned 'done'" in out
+
+
+async def test_tracer_output_goes_to_the_calling_session(lib):
+    """Two real engine sessions trace at the same time; each sees only its own trace."""
+    from shellsvc.engine import Engine, NamespaceRegistry, SessionIO
+
+    engine = Engine(NamespaceRegistry(lambda user: {"percall": percall, "price": lib.price}))
+    outputs: dict[str, list[str]] = {"ann": [], "bob": []}
+    try:
+        sessions = {
+            user: engine.open_session(user, SessionIO(out.append, out.append)) for user, out in outputs.items()
+        }
+        code = (
+            "def compute(n):\n    total = 0\n    for i in range(n):\n        total += i * {k}\n    return total\n"
+        )
+        await asyncio.gather(*(s.run(code.format(k=k)) for k, s in zip((1, 100), sessions.values())))
+        outcomes = await asyncio.gather(*(s.run("percall(compute, 3, decorator='tracer')") for s in sessions.values()))
+    finally:
+        await engine.aclose()
+    assert [o.value_repr for o in outcomes] == ["3", "300"]
+    ann, bob = "".join(outputs["ann"]), "".join(outputs["bob"])
+    assert "| total += i * 1" in ann and "total = 3" in ann and "returned 3" in ann and "* 100" not in ann
+    assert "| total += i * 100" in bob and "total = 300" in bob and "returned 300" in bob and "i * 1\n" not in bob
+
+
+def test_timer_reports_duration_and_keeps_the_result_even_when_raising(lib, capsys):
+    marker = object()
+    assert percall(lambda: marker, decorator="timer") is marker
+    with pytest.raises(KeyError):
+        percall({}.__getitem__, "missing", decorator="timer")
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and out[0].endswith(" ms") and "took" in out[0]
+    assert out[1].endswith("(raised KeyError)")
+
+
 def test_library_patches_leave_results_unchanged(lib, capsys):
     from patches.counter import call_counts
 
@@ -306,6 +406,57 @@ def test_library_patches_leave_results_unchanged(lib, capsys):
     assert "[args] scoped_lib.price(x=4)" in out and "-> 40" in out
     assert "return x * 10" in out and "[benchmark] scoped_lib.price" in out
     assert call_counts()["scoped_lib.price"] >= 1
+
+
+SHOUT = "__all__ = ['shout']\n\ndef shout(fn):\n    return lambda *a, **k: str(fn(*a, **k)).upper()\n"
+
+
+def test_admin_patch_directory_of_a_service_state_dir(tmp_path, monkeypatch):
+    """What the SSH service does: PatchManager(state_dir) + set_default_manager()."""
+    from shellsvc.patching import default_manager, default_resolver, prepare_plugin_class, set_default_manager
+
+    state = tmp_path / "state"
+    manager = PatchManager(state)
+    assert manager.patch_dirs == [state / "patches"] and (state / "patches").is_dir()
+    assert (state / "patches").stat().st_mode & 0o777 == 0o700
+    previous = set_default_manager(manager)
+    try:
+        assert default_manager() is manager and default_resolver() is manager.resolver
+        (state / "patches" / "site_patches.py").write_text(SHOUT)  # dropped in while running
+
+        class Greeter:
+            def hello(self, name):
+                return "hello " + name
+
+        prepare_plugin_class(Greeter)
+        assert Greeter().hello("ann", decorator="shout") == "HELLO ANN"
+        assert percall(lambda: "ok", decorators=["site_patches.shout"]) == "OK"
+    finally:
+        set_default_manager(previous)
+    assert default_resolver() is previous.resolver
+    with pytest.raises(ResolveError, match="no patch named 'shout'"):
+        percall(lambda: "ok", decorator="shout")  # the service's directory is gone with its manager
+    custom = PatchManager(state, patch_dirs=[tmp_path / "elsewhere"])
+    assert custom.patch_dirs == [tmp_path / "elsewhere"]
+
+
+def test_admin_patch_files_others_could_write_are_refused(tmp_path):
+    admin = tmp_path / "admin"
+    admin.mkdir(mode=0o700)
+    (admin / "loose.py").write_text(SHOUT)
+    (admin / "loose.py").chmod(0o666)
+    (admin / "broken.py").write_text("__all__ = ['x']\nimport no_such_dependency_xyz\n")
+    (admin / "uploaded_fix.py").write_text("raise SystemExit('must not run while indexing')\nPATCHES = {}\n")
+    resolver = PatchResolver([admin], use_env=False)
+    assert resolver.resolve("timer").__name__ == "timer"  # bad admin files do not break the library
+    with pytest.raises(ResolveError, match=r"no patch named 'shout'.*loose.py was not loaded.*writable by group/others"):
+        resolver.resolve("shout")
+    with pytest.raises(ResolveError, match="broken.py was not loaded: ModuleNotFoundError.*no_such_dependency_xyz"):
+        resolver.resolve("x")
+    with pytest.raises(ResolveError, match="chmod go-w"):
+        resolver.resolve("loose.shout")
+    (admin / "loose.py").chmod(0o600)
+    assert resolver.resolve("shout")(lambda: "hi")() == "HI"
 
 
 def test_short_names_and_admin_patch_directories(tmp_path):
@@ -340,3 +491,37 @@ def test_functions_without_source_get_a_forwarding_trampoline(tmp_path):
         thread.join(timeout=30)
         assert other == [30]  # the generic trampoline forwards to the original elsewhere
     assert scaled(1) == 20
+
+
+def test_instrumented_functions_are_freed_with_their_module(tmp_path, monkeypatch):
+    """An unloaded plugin version must not be kept alive by scoped/per-call instrumentation."""
+    import gc
+    import weakref
+
+    from shellsvc.patching import instrument, prepare_plugin_class
+
+    (tmp_path / "freed_lib.py").write_text(
+        "def price(x):\n    return x * 10\n\nclass Service:\n    def quote(self, x):\n        return price(x) + 1\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("freed_lib")
+    made: dict[str, Any] = {}  # no source: generic trampolines
+    exec("class Made:\n    def quote(self, x):\n        return x\n\ndef price(x):\n    return x\n", made)
+    for namespace in (vars(module), made):
+        cls = namespace.get("Service") or namespace["Made"]
+        prepare_plugin_class(cls)
+        price = namespace["price"]
+        with scoped_patch(price, lambda x, price=price: original(price)(x) + 1):
+            assert price(1) in (11, 2)
+            assert cls().quote(1, decorator="timer") in (12, 1)
+    manager = PatchManager()
+    manager.rollback(manager.patch(module.price, "return x").id)
+    functions = [module.price, module.Service.quote, made["price"], made["Made"].quote]
+    refs = [weakref.ref(obj) for obj in functions] + [weakref.ref(module)]
+    states = [weakref.ref(instrument.state_for(fn, create=False)) for fn in functions]
+    assert instrument.state_for(made["Made"].quote, create=False).uses_source is False
+    del module, manager, made, functions, namespace, cls, price
+    sys.modules.pop("freed_lib")
+    gc.collect()
+    assert [ref() for ref in refs] == [None] * 5
+    assert [ref() for ref in states] == [None] * 4

@@ -36,7 +36,7 @@ from .manager import (
 )
 from .percall import percall
 from .plugin_methods import prepare_plugin_class
-from .resolve import PatchResolver, default_resolver, resolve_patch, resolve_target
+from .resolve import PatchResolver, default_resolver, resolve_patch, resolve_target, set_default_resolver
 from .scoped import original, scoped_patch
 
 #: The REPL name for a hot swap.
@@ -72,4 +72,5 @@ __all__ = [
     "rollback",
     "scoped_patch",
     "set_default_manager",
+    "set_default_resolver",
 ]

@@ -63,6 +63,13 @@ def _replace(lines: list[str], node: _DefNode, new: list[str]) -> None:
 def commit_source(module_name: str, qualname: str, kind: str, after_source: str, patch_id: int) -> tuple[Path, Path]:
     """Write the patched definition into the module's file; returns ``(file, backup)``."""
     path = _module_file(module_name)
+    try:
+        return _commit(path, qualname, kind, after_source, patch_id)
+    except OSError as exc:
+        raise PatchError(f"cannot commit patch #{patch_id} to {path}: {exc.strerror or exc}; file unchanged") from exc
+
+
+def _commit(path: Path, qualname: str, kind: str, after_source: str, patch_id: int) -> tuple[Path, Path]:
     original = path.read_text(encoding="utf-8")
     tree = ast.parse(original, str(path))
     lines = original.splitlines()

@@ -27,11 +27,13 @@ from .errors import PatchCompileError, PatchRefused
 __all__ = [
     "FunctionSource",
     "Params",
+    "class_name_of",
     "compile_function",
     "forward_call",
     "function_kind",
     "parse_function_source",
     "register_source",
+    "running_source",
     "source_of_code",
 ]
 
@@ -190,6 +192,43 @@ def source_of_code(code: types.CodeType) -> FunctionSource | None:
     lines = linecache.cache.get(code.co_filename)
     _source_cache[code] = (id(lines[2]) if lines else 0, found)
     return found
+
+
+_verified: weakref.WeakKeyDictionary[types.CodeType, tuple[int, str | None, FunctionSource | None]] = weakref.WeakKeyDictionary()
+
+
+def running_source(code: types.CodeType, class_name: str | None) -> FunctionSource | None:
+    """The ``def`` of ``code`` if its source still compiles to exactly this code, else None.
+
+    A file edited since import no longer describes the running code; patches built from
+    it would silently change more than asked. Cached per code object and file text.
+    """
+    source = source_of_code(code)
+    if source is None:
+        return None
+    lines = linecache.cache.get(code.co_filename)
+    stamp = id(lines[2]) if lines else 0
+    cached = _verified.get(code)
+    if cached is not None and stamp and cached[0] == stamp and cached[1] == class_name:
+        return cached[2]
+    try:
+        compiled, _ = compile_function(source, freevars=code.co_freevars, class_name=class_name, future_flags=code.co_flags)
+    except PatchCompileError:
+        result = None
+    else:
+        result = source if same_body(compiled, code) else None
+    _verified[code] = (stamp, class_name, result)
+    return result
+
+
+def class_name_of(fn: types.FunctionType) -> str | None:
+    """The innermost class in ``fn``'s qualname (needed for private-name mangling), if any."""
+    parts = fn.__qualname__.split(".")[:-1]
+    for part in reversed(parts):
+        if part != "<locals>":
+            return part if not part.startswith("<") else None
+        break
+    return None
 
 
 def _find_source(code: types.CodeType) -> FunctionSource | None:

@@ -13,6 +13,8 @@ Running frames keep executing the code they started with; the next call runs the
 from __future__ import annotations
 
 import ast
+import builtins
+import dis
 import inspect
 import textwrap
 import types
@@ -23,11 +25,12 @@ from . import instrument
 from .compiling import (
     FunctionSource,
     Params,
+    class_name_of,
     compile_function,
     function_kind,
     parse_function_source,
     register_source,
-    same_body,
+    running_source,
     source_of_code,
 )
 from .errors import PatchCompileError, PatchRefused
@@ -51,10 +54,6 @@ class CompiledReplacement:
         return self.source.text if self.source is not None else None
 
 
-def _class_name(fn: types.FunctionType) -> str | None:
-    return instrument._class_name(fn)
-
-
 def _function_text(fn: types.FunctionType, text: str) -> str:
     """Accept a whole ``def`` or a bare body; return the text of a complete ``def``."""
     dedented = textwrap.dedent(text).strip("\n") + "\n"
@@ -66,9 +65,7 @@ def _function_text(fn: types.FunctionType, text: str) -> str:
         return dedented
     base = instrument.base_code(fn)
     body = textwrap.indent(dedented, "    ")
-    original = source_of_code(base)
-    if original is not None and not _source_matches(fn, base, original):
-        original = None  # the file changed since import: trust the code's own signature
+    original = running_source(base, class_name_of(fn))  # None if the file changed: trust the code's signature
     if original is not None and original.node.body and original.node.body[0].lineno > original.node.lineno:
         # Keep the original header (defaults, annotations) so a commit keeps them too.
         node = original.node
@@ -77,16 +74,6 @@ def _function_text(fn: types.FunctionType, text: str) -> str:
         return "\n".join(header) + "\n" + body
     prefix = "async def" if base.co_flags & (inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR) else "def"
     return f"{prefix} {fn.__name__}({Params.of(base).signature_text()}):\n{body}"
-
-
-def _source_matches(fn: types.FunctionType, base: types.CodeType, source: FunctionSource) -> bool:
-    try:
-        code, _ = compile_function(
-            source, freevars=base.co_freevars, class_name=_class_name(fn), future_flags=base.co_flags
-        )
-    except PatchCompileError:
-        return False
-    return same_body(code, base)
 
 
 def compile_replacement(fn: types.FunctionType, replacement: Any) -> CompiledReplacement:
@@ -99,21 +86,18 @@ def compile_replacement(fn: types.FunctionType, replacement: Any) -> CompiledRep
         code, outer = compile_function(
             source,
             freevars=base.co_freevars,
-            class_name=_class_name(fn),
+            class_name=class_name_of(fn),
             future_flags=base.co_flags,
             pad_freevars=True,
             name=base.co_name,
             qualname=base.co_qualname,
         )
-        try:
-            made = types.FunctionType(outer, fn.__globals__)()
-        except Exception as exc:
-            raise PatchRefused(f"evaluating the default values of the replacement for {describe(fn)} raised {exc!r}") from exc
+        made = _make(outer, fn.__globals__, describe(fn))
         defaults, kwdefaults = _keep_unchanged_defaults(fn, base, source, made)
         result = CompiledReplacement(code, source, defaults, kwdefaults, dict(made.__annotations__))
     elif callable(replacement):
         new_fn = unwrap_function(replacement)
-        code = new_fn.__code__ if not instrument.instrumented(new_fn) else instrument.base_code(new_fn)
+        code = instrument.base_code(new_fn)
         if code.co_freevars != base.co_freevars:
             raise PatchRefused(
                 f"cannot swap {describe(fn)}: its free variables {base.co_freevars} differ from the "
@@ -131,9 +115,70 @@ def compile_replacement(fn: types.FunctionType, replacement: Any) -> CompiledRep
             f"cannot swap {describe(fn)}: it is a {function_kind(base)} and the replacement is a "
             f"{function_kind(result.code)}; callers would break"
         )
+    check_globals(fn, result.code, base, elsewhere=None if isinstance(replacement, str) else unwrap_function(replacement))
     if result.code.co_freevars != base.co_freevars:
         raise PatchRefused(f"cannot swap {describe(fn)}: free variables changed from {base.co_freevars} to {result.code.co_freevars}")
     return result
+
+
+def _global_names(code: types.CodeType) -> tuple[set[str], set[str]]:
+    """Global names ``code`` (and code nested in it) reads, and those it assigns."""
+    loads: set[str] = set()
+    stores: set[str] = set()
+    for instruction in dis.get_instructions(code):
+        if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
+            loads.add(instruction.argval)
+        elif instruction.opname in ("STORE_GLOBAL", "STORE_NAME"):
+            stores.add(instruction.argval)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            inner_loads, inner_stores = _global_names(const)
+            loads |= inner_loads
+            stores |= inner_stores
+    return loads, stores
+
+
+def check_globals(
+    fn: types.FunctionType, new: types.CodeType, old: types.CodeType | None, elsewhere: types.FunctionType | None = None
+) -> None:
+    """Refuse new code that reads a global its function's module does not have.
+
+    Swapped code runs in the *target's* module globals: a helper defined next to the
+    replacement (in the REPL, say) or a typo would otherwise surface as a ``NameError`` in
+    production. Names the running code already reads are not held against the patch.
+    """
+    loads, stores = _global_names(new)
+    known = fn.__globals__.keys() | _builtin_names(fn.__globals__) | stores
+    if old is not None:
+        known |= _global_names(old)[0]
+    missing = sorted(loads - known)
+    if not missing:
+        return
+    module = fn.__globals__.get("__name__", "?")
+    hint = (
+        f" (they exist where the replacement was defined, {elsewhere.__globals__.get('__name__', '?')}, "
+        "but swapped code runs in the target's globals)"
+        if elsewhere is not None and all(name in elsewhere.__globals__ for name in missing)
+        else ""
+    )
+    raise PatchRefused(
+        f"cannot swap {describe(fn)}: the replacement uses {', '.join(repr(n) for n in missing)}, which module "
+        f"{module!r} does not define{hint}; define them in {module} first, or import them inside the function"
+    )
+
+
+def _make(outer: types.CodeType, module_globals: dict[str, Any], what: str) -> types.FunctionType:
+    """Run the compiled ``def`` (evaluating its default values) to get the new function."""
+    try:
+        made: types.FunctionType = types.FunctionType(outer, module_globals)()
+    except Exception as exc:
+        raise PatchRefused(f"evaluating the default values of the replacement for {what} raised {exc!r}") from exc
+    return made
+
+
+def _builtin_names(module_globals: dict[str, Any]) -> set[str] | Any:
+    found = module_globals.get("__builtins__", builtins)
+    return (found if isinstance(found, dict) else vars(found)).keys()
 
 
 def _keep_unchanged_defaults(
@@ -146,7 +191,7 @@ def _keep_unchanged_defaults(
     """
     defaults = made.__defaults__
     kwdefaults = made.__kwdefaults__
-    old_source = source_of_code(base)
+    old_source = running_source(base, class_name_of(fn))
     if old_source is None:
         return defaults, kwdefaults
     old_args, new_args = old_source.node.args, source.node.args
@@ -177,12 +222,21 @@ def _defaulted(args: ast.arguments) -> list[str]:
 
 
 class Change:
-    """One reversible change; ``apply`` and ``revert`` never fail half-way for valid input."""
+    """One reversible change; ``apply`` and ``revert`` never fail half-way for valid input.
+
+    What is replaced is captured when the change is *applied*, so ``revert`` restores
+    exactly what was there then.
+    """
 
     def apply(self) -> None:
         raise NotImplementedError
 
     def revert(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """What this change touches; two operations touching the same key must not overlap."""
         raise NotImplementedError
 
 
@@ -190,27 +244,29 @@ class Change:
 class FunctionChange(Change):
     fn: types.FunctionType
     new: CompiledReplacement
-    old_code: types.CodeType = field(init=False)
-    old_source: FunctionSource | None = field(init=False)
-    old_defaults: tuple[Any, ...] | None = field(init=False)
-    old_kwdefaults: dict[str, Any] | None = field(init=False)
-    old_annotations: dict[str, Any] = field(init=False)
+    old: tuple[types.CodeType, FunctionSource | None, Any, Any, dict[str, Any]] | None = field(init=False, default=None)
 
-    def __post_init__(self) -> None:
-        state = instrument.state_for(self.fn, create=False)
-        self.old_code = instrument.base_code(self.fn)
-        self.old_source = state.base_source if state is not None else None
-        self.old_defaults = instrument.base_defaults(self.fn)
-        self.old_kwdefaults = instrument.base_kwdefaults(self.fn)
-        self.old_annotations = self.fn.__annotations__
+    @property
+    def key(self) -> tuple[Any, ...]:
+        return ("function", id(self.fn))
 
     def apply(self) -> None:
+        state = instrument.state_for(self.fn, create=False)
+        self.old = (
+            instrument.base_code(self.fn),
+            state.base_source if state is not None else None,
+            instrument.base_defaults(self.fn),
+            instrument.base_kwdefaults(self.fn),
+            self.fn.__annotations__,
+        )
         instrument.set_base(self.fn, self.new.code, self.new.source, self.new.defaults, self.new.kwdefaults)
         self.fn.__annotations__ = self.new.annotations
 
     def revert(self) -> None:
-        instrument.set_base(self.fn, self.old_code, self.old_source, self.old_defaults, self.old_kwdefaults)
-        self.fn.__annotations__ = self.old_annotations
+        assert self.old is not None, "revert() before apply()"
+        code, source, defaults, kwdefaults, annotations = self.old
+        instrument.set_base(self.fn, code, source, defaults, kwdefaults)
+        self.fn.__annotations__ = annotations
 
 
 _MISSING = object()
@@ -223,12 +279,14 @@ class AttributeChange(Change):
     owner: type
     name: str
     value: Any
-    old: Any = field(init=False)
+    old: Any = field(init=False, default=_MISSING)
 
-    def __post_init__(self) -> None:
-        self.old = self.owner.__dict__.get(self.name, _MISSING)
+    @property
+    def key(self) -> tuple[Any, ...]:
+        return ("attribute", id(self.owner), self.name)
 
     def apply(self) -> None:
+        self.old = self.owner.__dict__.get(self.name, _MISSING)
         setattr(self.owner, self.name, self.value)
 
     def revert(self) -> None:
@@ -265,6 +323,11 @@ class Plan:
         for change in reversed(self.changes):
             change.revert()
 
+    @property
+    def keys(self) -> frozenset[tuple[Any, ...]]:
+        """What this plan touches (functions, class attributes), for conflicts and rollback order."""
+        return frozenset(change.key for change in self.changes)
+
 
 def plan_patch(target: Any, replacement: Any) -> Plan:
     """Compile and check a hot swap of ``target``; nothing is changed yet."""
@@ -276,9 +339,7 @@ def plan_patch(target: Any, replacement: Any) -> Plan:
         return _plan_class(target, replacement)
     fn = unwrap_function(target)
     base = instrument.base_code(fn)
-    before = source_of_code(base)
-    if before is not None and not _source_matches(fn, base, before):
-        before = None  # the file no longer holds the running code
+    before = running_source(base, class_name_of(fn))  # None if the file no longer holds the running code
     compiled = compile_replacement(fn, replacement)
     return Plan(
         fn,
@@ -378,28 +439,34 @@ def _class_source_changes(cls: type, text: str) -> tuple[list[Change], str]:
 def _compile_method(fn: types.FunctionType, fsource: FunctionSource) -> CompiledReplacement:
     base = instrument.base_code(fn)
     code, outer = compile_function(
-        fsource, freevars=base.co_freevars, class_name=_class_name(fn), future_flags=base.co_flags,
+        fsource, freevars=base.co_freevars, class_name=class_name_of(fn), future_flags=base.co_flags,
         pad_freevars=True, name=base.co_name, qualname=base.co_qualname,
     )
-    made = types.FunctionType(outer, fn.__globals__)()
+    made = _make(outer, fn.__globals__, describe(fn))
     if function_kind(code) != function_kind(base):
         raise PatchRefused(f"cannot swap {describe(fn)}: a {function_kind(base)} cannot become a {function_kind(code)}")
+    check_globals(fn, code, base)
     defaults, kwdefaults = _keep_unchanged_defaults(fn, base, fsource, made)
     return CompiledReplacement(code, fsource, defaults, kwdefaults, dict(made.__annotations__))
 
 
 def _new_method(cls: type, fsource: FunctionSource, module_globals: dict[str, Any]) -> Any:
     code, outer = compile_function(fsource, freevars=("__class__",), class_name=cls.__name__, pad_freevars=True)
-    made: types.FunctionType = types.FunctionType(outer, module_globals)()
+    label = f"{describe(cls)}.{fsource.name}"
+    made = _make(outer, module_globals, label)
     fn = types.FunctionType(code, module_globals, fsource.name, made.__defaults__, (types.CellType(cls),))
     fn.__kwdefaults__ = made.__kwdefaults__
     fn.__qualname__ = f"{cls.__qualname__}.{fsource.name}"
     fn.__module__ = cls.__module__
     fn.__annotations__ = made.__annotations__
+    check_globals(fn, code, None)
     value: Any = fn
     for decorator in reversed(fsource.node.decorator_list):
         expr = ast.Expression(decorator)
         ast.fix_missing_locations(expr)
-        value = eval(compile(expr, fsource.filename, "eval"), module_globals)(value)
+        try:
+            value = eval(compile(expr, fsource.filename, "eval"), module_globals)(value)
+        except Exception as exc:
+            raise PatchRefused(f"applying decorator {ast.unparse(decorator)!r} to new method {label} raised {exc!r}") from exc
     return value
 

@@ -1,27 +1,34 @@
 """In-place instrumentation of a function: the trampoline behind scoped and per-call patches.
 
 A function that takes part in scoped patches (or, for plugin methods, per-call keywords)
-gets its ``__code__`` replaced once by an *instrumented* version of its own body: the
-original instructions preceded by a tiny prologue::
+gets its ``__code__`` replaced by an *instrumented* version of its own body: the original
+instructions preceded by a small prologue::
 
-    if <state>.active and <state>.lookup() is not None:   # scoped patches
-        return <state>.lookup()(a, b, *args, c=c, **kw)
     if monkey_patch is not None or decorator is not None ...:  # per-call keywords
         return <state>.percall(<state>.fn, a, b, ..., monkey_patch=monkey_patch, ...)
+    __shellsvc_scope__ = <state>.scopes.get()                  # scoped patches
+    if __shellsvc_scope__ is not None:
+        __shellsvc_replacement__ = __shellsvc_scope__.get(<state>)
+        if __shellsvc_replacement__ is not None:
+            return __shellsvc_replacement__(a, b, *args, c=c, **kw)
     ... original body ...
 
-``<state>`` is a constant of the code object, so an idle prologue costs one attribute
-check and the function keeps its identity, signature and every reference to it. When the
-function's source is unavailable (or does not match the running code) a generic
-trampoline with the same parameters forwards to a clone of the original instead: slower,
-equally correct. The *base* code (the real implementation) is tracked here so that hot
-swaps replace the base and keep the instrumentation.
+``<state>`` is a constant of the code object, so the function keeps its identity,
+signature and every reference to it, and an idle prologue costs one ContextVar read (the
+only way to tell one thread/task from another). For scoped patches the prologue is only
+installed while a scope is open somewhere: with none open the function runs its exact
+original code object. When the function's source is unavailable (or does not match the
+running code) a generic trampoline with the same parameters runs the same prologue and
+then forwards to a clone of the original: one extra call, equally correct. The *base*
+code (the real implementation) is tracked here so that hot swaps replace the base and
+keep the instrumentation.
 """
 
 from __future__ import annotations
 
 import ast
 import contextvars
+import functools
 import logging
 import threading
 import types
@@ -36,9 +43,9 @@ from .compiling import (
     compile_function,
     forward_call,
     function_kind,
+    class_name_of,
     return_forwarded,
-    same_body,
-    source_of_code,
+    running_source,
     swap_constant,
 )
 
@@ -48,15 +55,41 @@ log = logging.getLogger(__name__)
 
 PERCALL_KEYWORDS = ("monkey_patch", "decorator", "decorators", "context_manager")
 _PLACEHOLDER = "__shellsvc_instrument_state_5b1e__"
+_FORWARD_PLACEHOLDER = "__shellsvc_instrument_forward_5b1e__"
 
 #: Replacements active in the current thread/task context: FunctionState -> replacement.
 active_replacements: contextvars.ContextVar[dict[FunctionState, Callable[..., Any]] | None] = (
     contextvars.ContextVar("shellsvc_scoped_patches", default=None)
 )
 
-_registry: weakref.WeakKeyDictionary[types.FunctionType, FunctionState] = weakref.WeakKeyDictionary()
+#: id(function) -> its state. The state holds the function only weakly (its code holds the
+#: state), so an instrumented function - e.g. a method of an unloaded plugin version - is
+#: freed like any other; a weakref callback then drops the entry.
+_registry: dict[int, FunctionState] = {}
 _registry_lock = threading.RLock()
 _percall: Callable[..., Any] | None = None
+
+
+_KEEPALIVE = "__shellsvc_original__"
+
+
+class _Forward:
+    """Holds the clone a generic trampoline forwards to; only that trampoline's code refers to it.
+
+    The cycle ``fn -> code -> _Forward -> clone -> globals -> fn`` runs through a code
+    object, which the garbage collector does not traverse: it would never be freed. So
+    when the trampoline stays installed for good (per-call keywords), the clone is held
+    through a weak proxy and kept alive by ``fn.__dict__`` instead, an ordinary cycle.
+    """
+
+    __slots__ = ("clone",)
+
+    def __init__(self, fn: types.FunctionType, clone: types.FunctionType, permanent: bool) -> None:
+        if permanent:
+            fn.__dict__[_KEEPALIVE] = clone
+            self.clone: Callable[..., Any] = weakref.proxy(clone)
+        else:
+            self.clone = clone
 
 
 class FunctionState:
@@ -70,8 +103,9 @@ class FunctionState:
         "base_defaults",
         "base_kwdefaults",
         "base_source",
-        "clone",
-        "fn",
+        "_clone_ref",
+        "_fast",
+        "_fn_ref",
         "lock",
         "percall_enabled",
         "scoped_enabled",
@@ -80,7 +114,7 @@ class FunctionState:
     )
 
     def __init__(self, fn: types.FunctionType) -> None:
-        self.fn = fn
+        self._fn_ref = weakref.ref(fn, functools.partial(_forget, id(fn)))
         self.active = 0  # scopes currently open for this function, in any context
         self.scopes = active_replacements  # read by the instrumented prologue
         self.base: types.CodeType = fn.__code__
@@ -90,22 +124,24 @@ class FunctionState:
         self.scoped_enabled = False
         self.percall_enabled = False
         self.uses_source = False
-        self.clone: Callable[..., Any] = fn
+        # The state must not reach ``fn`` (nor its module's globals) through strong
+        # references, or the registry would keep every instrumented function alive.
+        self._clone_ref: weakref.ReferenceType[types.FunctionType] | None = None
         self.lock = threading.RLock()
-        self._cache: dict[tuple[int, bool, bool], tuple[types.CodeType, types.CodeType, bool]] = {}
+        self._cache: dict[tuple[int, bool, bool], tuple[types.CodeType, types.CodeType]] = {}
+        self._fast: tuple[types.CodeType, types.CodeType] | None = None  # (base, scoped code) to flip between
+
+    @property
+    def fn(self) -> types.FunctionType:
+        fn = self._fn_ref()
+        if fn is None:  # pragma: no cover - only its own code can reach a state, which keeps it alive
+            raise ReferenceError("the instrumented function no longer exists")
+        return fn
 
     def lookup(self) -> Callable[..., Any] | None:
         """The replacement active for this function in the current context, if any."""
         current = active_replacements.get()
         return None if current is None else current.get(self)
-
-    def call(self, *args: Any, **kwargs: Any) -> Any:
-        """Generic-trampoline entry: replacement if one is active here, else the original."""
-        if self.active:
-            replacement = self.lookup()
-            if replacement is not None:
-                return replacement(*args, **kwargs)
-        return self.clone(*args, **kwargs)
 
     @staticmethod
     def percall(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -115,7 +151,33 @@ class FunctionState:
         return _percall(fn, *args, **kwargs)
 
     def __repr__(self) -> str:
-        return f"<FunctionState of {self.fn.__module__}.{self.fn.__qualname__}>"
+        fn = self._fn_ref()
+        return f"<FunctionState of {fn.__module__}.{fn.__qualname__}>" if fn is not None else "<FunctionState (freed)>"
+
+    # -- scopes -------------------------------------------------------------------
+
+    def scope_opened(self) -> None:
+        """Count a scope; the first one installs the instrumented code (call with ``lock`` held)."""
+        self.active += 1
+        if self.active == 1 and not self.percall_enabled:
+            fn, fast = self.fn, self._fast
+            if fast is not None and fn.__code__ is fast[0]:
+                fn.__code__ = fast[1]  # the common case: flip to the cached instrumented code
+            else:
+                self.rebuild()
+                if self.uses_source:  # a generic trampoline reaches fn's globals: never kept here
+                    self._fast = (self.base, fn.__code__)
+
+    def scope_closed(self) -> None:
+        """Uncount a scope; the last one puts the exact base code back (call with ``lock`` held)."""
+        self.active -= 1
+        if self.active == 0 and not self.percall_enabled:
+            fn, fast = self.fn, self._fast
+            if fast is not None and fn.__code__ is fast[1]:
+                fn.__code__ = fast[0]
+            else:
+                self.rebuild()
+
 
     # -- building -----------------------------------------------------------------
 
@@ -130,20 +192,21 @@ class FunctionState:
         A function that only takes part in scoped patches runs its plain base code
         while no scope is open anywhere - zero overhead - and the instrumented code
         (cached per base) from the moment the first scope opens until the last closes.
+        Generic trampolines are not cached: they hold a clone of the function, whose
+        globals would keep the function (and its module) alive through the registry.
         """
-        fn = self.fn
+        self._fast = None
         if not self.needs_instrumentation:
-            self._refresh_clone()
             self._install(self.base, self.base_defaults, self.base_kwdefaults)
             return
         key = (id(self.base), self.scoped_enabled, self.percall_enabled)
         cached = self._cache.get(key)
-        if cached is None or cached[0] is not self.base:
-            code, uses_source = self._build()
-            cached = (self.base, code, uses_source)
-            self._cache[key] = cached
-        code, self.uses_source = cached[1], cached[2]
-        self._refresh_clone()
+        if cached is not None and cached[0] is self.base:
+            code, self.uses_source = cached[1], True
+        else:
+            code, self.uses_source = self._build()
+            if self.uses_source:
+                self._cache[key] = (self.base, code)
         defaults = self.base_defaults
         kwdefaults = dict(self.base_kwdefaults or {})
         if self.percall_enabled:
@@ -176,33 +239,35 @@ class FunctionState:
         """
         return Params.of(self.base).simple
 
-    def _refresh_clone(self) -> None:
-        clone = self.clone
-        if (
-            clone is self.fn
-            or clone.__code__ is not self.base  # type: ignore[attr-defined]
-            or clone.__defaults__ is not self.base_defaults  # type: ignore[attr-defined]
-            or clone.__kwdefaults__ is not self.base_kwdefaults  # type: ignore[attr-defined]
-        ):
-            self.clone = self._make_clone()
+    @property
+    def clone(self) -> types.FunctionType:
+        """A separate function running the base code with the base defaults: the original.
 
-    def _make_clone(self) -> Callable[..., Any]:
-        fn = self.fn
-        clone = types.FunctionType(self.base, fn.__globals__, fn.__name__, self.base_defaults, fn.__closure__)
-        clone.__kwdefaults__ = self.base_kwdefaults
-        clone.__qualname__ = fn.__qualname__
-        clone.__module__ = fn.__module__
-        clone.__doc__ = fn.__doc__
+        Made on demand and held weakly (a caller keeps it alive while it needs it).
+        """
+        clone = self._clone_ref() if self._clone_ref is not None else None
+        if (
+            clone is None
+            or clone.__code__ is not self.base
+            or clone.__defaults__ is not self.base_defaults
+            or clone.__kwdefaults__ is not self.base_kwdefaults
+        ):
+            fn = self.fn
+            clone = types.FunctionType(self.base, fn.__globals__, fn.__name__, self.base_defaults, fn.__closure__)
+            clone.__kwdefaults__ = self.base_kwdefaults
+            clone.__qualname__ = fn.__qualname__
+            clone.__module__ = fn.__module__
+            clone.__doc__ = fn.__doc__
+            self._clone_ref = weakref.ref(clone)
         return clone
 
     def _build(self) -> tuple[types.CodeType, bool]:
         base = self.base
         source = self.base_source
         if source is None:
-            source = source_of_code(base)
-            if source is not None and not self._matches(source):
-                log.debug("source of %s does not match the running code; using a generic trampoline", self)
-                source = None
+            source = running_source(base, class_name_of(self.fn))
+            if source is None:
+                log.debug("no source matching the running code of %s; using a generic trampoline", self)
         if source is not None:
             try:
                 return self._compile(source, with_body=True), True
@@ -210,22 +275,11 @@ class FunctionState:
                 log.warning("could not instrument %s from its source (%s); using a generic trampoline", self, exc)
         return self._compile(self._generic_source(), with_body=False), False
 
-    def _matches(self, source: FunctionSource) -> bool:
-        try:
-            code, _ = compile_function(
-                source,
-                freevars=self.base.co_freevars,
-                class_name=_class_name(self.fn),
-                future_flags=self.base.co_flags,
-            )
-        except (SyntaxError, PatchError):
-            return False
-        return same_body(code, self.base)
-
     def _prologue(self, params: Params, kind: str, generic: bool) -> list[ast.stmt]:
         state = ast.Constant(_PLACEHOLDER)
         stmts: list[ast.stmt] = []
         if self.percall_enabled:
+            # ``x is not None`` compiles to one LOAD_FAST + POP_JUMP_IF_NOT_NONE each.
             test = ast.BoolOp(
                 ast.Or(),
                 [ast.Compare(ast.Name(k, ast.Load()), [ast.IsNot()], [ast.Constant(None)]) for k in PERCALL_KEYWORDS],
@@ -233,24 +287,27 @@ class FunctionState:
             call = forward_call(ast.Attribute(state, "percall", ast.Load()), params, dict(zip(PERCALL_KEYWORDS, PERCALL_KEYWORDS)))
             call.args.insert(0, ast.Attribute(state, "fn", ast.Load()))
             stmts.append(ast.If(test, return_forwarded(call, kind), []))
-        if generic:
-            call = forward_call(ast.Attribute(state, "call", ast.Load()), params)
-            stmts.extend(return_forwarded(call, kind))
-        elif self.scoped_enabled:
-            # Inline lookup (no Python-level call) so callers without a scope of their
-            # own pay little while another thread/task has one open.
-            template = ast.parse(
-                f"if {_PLACEHOLDER!r}.active:\n"
-                f"    __shellsvc_scope__ = {_PLACEHOLDER!r}.scopes.get()\n"
-                "    if __shellsvc_scope__ is not None:\n"
-                f"        __shellsvc_replacement__ = __shellsvc_scope__.get({_PLACEHOLDER!r})\n"
-                "        if __shellsvc_replacement__ is not None:\n"
-                "            pass\n"
-            ).body[0]
-            innermost = template.body[1].body[1]  # type: ignore[attr-defined]
+        if self.scoped_enabled:
+            # Inline lookup (no Python-level call): a caller without a scope of its own
+            # pays one ContextVar read while another thread/task has one open. Without
+            # per-call keywords this code is only installed while a scope is open, so the
+            # ``active`` test would be redundant; with them it skips the read when idle.
+            lookup = ast.parse(
+                f"__shellsvc_scope__ = {_PLACEHOLDER!r}.scopes.get()\n"
+                "if __shellsvc_scope__ is not None:\n"
+                f"    __shellsvc_replacement__ = __shellsvc_scope__.get({_PLACEHOLDER!r})\n"
+                "    if __shellsvc_replacement__ is not None:\n"
+                "        pass\n"
+            ).body
+            innermost = lookup[1].body[1]  # type: ignore[attr-defined]
             call = forward_call(ast.Name("__shellsvc_replacement__", ast.Load()), params)
             innermost.body = return_forwarded(call, kind)
-            stmts.append(template)
+            if self.percall_enabled:
+                lookup = [ast.If(ast.Attribute(ast.Constant(_PLACEHOLDER), "active", ast.Load()), lookup, [])]
+            stmts.extend(lookup)
+        if generic:
+            call = forward_call(ast.Attribute(ast.Constant(_FORWARD_PLACEHOLDER), "clone", ast.Load()), params)
+            stmts.extend(return_forwarded(call, kind))
         return stmts
 
     def _compile(self, source: FunctionSource, *, with_body: bool) -> types.CodeType:
@@ -263,7 +320,7 @@ class FunctionState:
         code, _ = compile_function(
             source,
             freevars=base.co_freevars,
-            class_name=_class_name(self.fn),
+            class_name=class_name_of(self.fn),
             future_flags=base.co_flags,
             prologue=prologue,
             extra_kwonly=extra,
@@ -274,7 +331,10 @@ class FunctionState:
         )
         if code.co_freevars != base.co_freevars:  # pragma: no cover - compile_function keeps them
             raise SyntaxError(f"instrumented code of {self} changed its free variables")
-        return swap_constant(code, _PLACEHOLDER, self)
+        code = swap_constant(code, _PLACEHOLDER, self)
+        if not with_body:
+            code = swap_constant(code, _FORWARD_PLACEHOLDER, _Forward(self.fn, self.clone, self.percall_enabled))
+        return code
 
     def _generic_source(self) -> FunctionSource:
         base = self.base
@@ -288,43 +348,53 @@ class FunctionState:
         return FunctionSource(node, base.co_filename, text)  # type: ignore[arg-type]
 
 
-def _class_name(fn: types.FunctionType) -> str | None:
-    """The innermost class in ``fn``'s qualname (needed for name mangling), if any."""
-    parts = fn.__qualname__.split(".")[:-1]
-    for part in reversed(parts):
-        if part != "<locals>":
-            return part if not part.startswith("<") else None
-        break
-    return None
+def _forget(key: int, ref: weakref.ReferenceType[types.FunctionType]) -> None:
+    """An instrumented function died: drop its state (which holds no strong reference to it)."""
+    with _registry_lock:
+        state = _registry.get(key)
+        if state is None or state._fn_ref is not ref:
+            return
+        del _registry[key]
+        # Its instrumented code holds the state among its constants, and code objects are
+        # invisible to the cycle collector: drop them, or the state would live forever.
+        state._cache.clear()
+        state._fast = None
+
+
+def _lookup(fn: types.FunctionType) -> FunctionState | None:
+    state = _registry.get(id(fn))
+    return state if state is not None and state._fn_ref() is fn else None
 
 
 def state_for(fn: types.FunctionType, create: bool = True) -> FunctionState | None:
     """The instrumentation state of ``fn`` (created on first use when ``create``)."""
-    with _registry_lock:
-        state = _registry.get(fn)
-        if state is None and create:
-            state = _registry[fn] = FunctionState(fn)
-        return state
+    state = _lookup(fn)
+    if state is None and create:
+        with _registry_lock:
+            state = _lookup(fn)
+            if state is None:
+                state = _registry[id(fn)] = FunctionState(fn)
+    return state
 
 
 def instrumented(fn: types.FunctionType) -> bool:
-    """Whether ``fn`` currently runs instrumented code."""
-    return _registry.get(fn) is not None
+    """Whether ``fn`` takes part in scoped patches or per-call keywords."""
+    return _lookup(fn) is not None
 
 
 def base_code(fn: types.FunctionType) -> types.CodeType:
     """The code that really implements ``fn`` (its ``__code__`` unless instrumented)."""
-    state = _registry.get(fn)
+    state = _lookup(fn)
     return fn.__code__ if state is None else state.base
 
 
 def base_defaults(fn: types.FunctionType) -> tuple[Any, ...] | None:
-    state = _registry.get(fn)
+    state = _lookup(fn)
     return fn.__defaults__ if state is None else state.base_defaults
 
 
 def base_kwdefaults(fn: types.FunctionType) -> dict[str, Any] | None:
-    state = _registry.get(fn)
+    state = _lookup(fn)
     return fn.__kwdefaults__ if state is None else state.base_kwdefaults
 
 
@@ -336,7 +406,7 @@ def set_base(
     kwdefaults: dict[str, Any] | None,
 ) -> None:
     """Make ``code`` (with these defaults) the implementation of ``fn``, keeping any instrumentation."""
-    state = _registry.get(fn)
+    state = _lookup(fn)
     if state is None:
         grows = code.co_argcount + code.co_kwonlyargcount >= fn.__code__.co_argcount + fn.__code__.co_kwonlyargcount
         if grows:

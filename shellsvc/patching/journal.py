@@ -1,6 +1,6 @@
 """The patch journal: one JSON object per line in ``<state dir>/patches.jsonl`` (mode 0600).
 
-Append-only events (``apply``, ``rollback``, ``commit``) so a crash never leaves a
+Append-only events (``apply``, ``rollback``, ``commit``, ``supersede``) so a crash never leaves a
 half-written history; :meth:`PatchJournal.records` folds them into the current state of
 every patch. The journal holds source code of the application, hence the permissions.
 """
@@ -35,7 +35,7 @@ class PatchRecord:
     after_source: str | None
     user: str
     time: float
-    status: str = "active"  # active | rolled back | failed
+    status: str = "active"  # active | rolled back | superseded (its module was reloaded or unloaded)
     committed_to: str | None = None
     backup: str | None = None
     note: str | None = None
@@ -44,6 +44,9 @@ class PatchRecord:
     @property
     def active(self) -> bool:
         return self.status == "active"
+
+    def __repr__(self) -> str:  # what the REPL shows after ``patch(...)``; sources via ``patches show``
+        return f"<patch {self.summary()}>"
 
     def summary(self) -> str:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.time))
@@ -111,6 +114,8 @@ class PatchJournal:
                 record.history.append(event)
                 if op == "rollback":
                     record.status = "rolled back"
+                elif op == "supersede":
+                    record.status = "superseded"
                 elif op == "commit":
                     record.committed_to = event.get("file")
                     record.backup = event.get("backup")

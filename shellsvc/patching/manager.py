@@ -1,7 +1,9 @@
 """The patch manager: applies hot swaps with a journal, health checks, conflicts and rollback.
 
-One :class:`PatchManager` per service (with that service's state directory). The module
-level :func:`hotswap`, :func:`rollback`, :func:`patches` and :func:`commit` use a default
+One :class:`PatchManager` per service, given that service's state directory: the journal
+is ``<state_dir>/patches.jsonl`` and admins' own patch modules are read from
+``<state_dir>/patches/`` (or the directories passed as ``patch_dirs``). The module-level
+:func:`hotswap`, :func:`rollback`, :func:`patches` and :func:`commit` use a default
 manager that keeps its journal in memory until :func:`set_default_manager` installs one
 with a state directory.
 """
@@ -25,7 +27,7 @@ from .commit import commit_source
 from .errors import PatchConflict, PatchError, PatchHealthError, PatchNotFound, PatchRefused
 from .hotswap import Plan, plan_patch
 from .journal import PatchJournal, PatchRecord
-from .targets import describe
+from .resolve import PatchResolver, default_resolver, set_default_resolver
 
 __all__ = [
     "PatchManager",
@@ -46,8 +48,8 @@ current_user: contextvars.ContextVar[str | None] = contextvars.ContextVar("shell
 
 HealthCheck = Callable[[], Any]
 
-# Targets being patched right now, across all managers: id(target) -> description.
-_busy: dict[int, str] = {}
+# What is being patched right now, across all managers: Plan.keys item -> description.
+_busy: dict[tuple[Any, ...], str] = {}
 _busy_lock = threading.Lock()
 
 
@@ -64,19 +66,23 @@ def _user(user: str | None) -> str:
 
 
 @contextmanager
-def _exclusive(target: Any, what: str) -> Iterator[None]:
-    """Hold ``target`` for one patch operation; a concurrent one gets :class:`PatchConflict`."""
-    key = id(target)
+def _exclusive(plan: Plan, what: str) -> Iterator[None]:
+    """Hold everything ``plan`` touches for one operation; a concurrent one gets :class:`PatchConflict`."""
+    keys = plan.keys
     with _busy_lock:
-        holder = _busy.get(key)
-        if holder is not None:
-            raise PatchConflict(f"{describe(target)} is being changed right now ({holder}); retry when it finishes")
-        _busy[key] = what
+        holders = {_busy[key] for key in keys if key in _busy}
+        if holders:
+            raise PatchConflict(
+                f"{plan.description} is being changed right now ({'; '.join(sorted(holders))}); retry when it finishes"
+            )
+        for key in keys:
+            _busy[key] = what
     try:
         yield
     finally:
         with _busy_lock:
-            _busy.pop(key, None)
+            for key in keys:
+                _busy.pop(key, None)
 
 
 def _run_health_check(check: HealthCheck) -> None:
@@ -115,15 +121,47 @@ class ReapplyReport:
 
 
 class PatchManager:
-    """Applies, lists, rolls back and commits patches; journals every step."""
+    """Applies, lists, rolls back and commits patches; journals every step.
 
-    def __init__(self, state_dir: str | Path | None = None) -> None:
-        self.journal = PatchJournal(state_dir) if state_dir is not None else None
+    ``state_dir`` holds the journal (``patches.jsonl``, mode 0600); without it the journal
+    lives in memory only. ``patch_dirs`` are the directories whose ``*.py`` files provide
+    admins' own patches by short or dotted name (see :class:`PatchResolver`); by default
+    ``<state_dir>/patches``, created with mode 0700. ``resolver`` overrides both. The
+    service makes one manager and passes it to :func:`set_default_manager` so that
+    plugin-method keywords and :func:`percall` resolve names in the same directories.
+    """
+
+    def __init__(
+        self,
+        state_dir: str | Path | None = None,
+        *,
+        patch_dirs: list[str | Path] | None = None,
+        resolver: PatchResolver | None = None,
+    ) -> None:
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self.journal = PatchJournal(self.state_dir) if self.state_dir is not None else None
+        if resolver is None:
+            if patch_dirs is None:
+                patch_dirs = [self._default_patch_dir()] if self.state_dir is not None else []
+            resolver = PatchResolver(patch_dirs)
+        self.resolver = resolver
         self._lock = threading.RLock()
         self._records: dict[int, PatchRecord] = self.journal.records() if self.journal else {}
-        self._plans: dict[int, Plan] = {}
-        self._stacks: dict[int, list[int]] = {}  # id(target) -> applied patch ids, oldest first
+        self._plans: dict[int, Plan] = {}  # patches applied in this process, by id
         self._next_id = max(self._records, default=0) + 1
+
+    @property
+    def patch_dirs(self) -> list[Path]:
+        """Where admins drop their own patch modules (``*.py`` with an ``__all__``)."""
+        return self.resolver.dirs
+
+    def _default_patch_dir(self) -> Path:
+        assert self.state_dir is not None
+        path = self.state_dir / "patches"
+        if not path.is_dir():
+            path.mkdir(parents=True, mode=0o700, exist_ok=True)
+            log.info("created the admin patch directory %s", path)
+        return path
 
     # -- applying ------------------------------------------------------------------
 
@@ -145,7 +183,7 @@ class PatchManager:
         """
         plan = plan_patch(target, replacement)
         who = _user(user)
-        with _exclusive(plan.target, f"patch by {who}"):
+        with _exclusive(plan, f"patch by {who}"):
             with self._lock:
                 patch_id = self._next_id
                 self._next_id += 1
@@ -173,7 +211,6 @@ class PatchManager:
             with self._lock:
                 self._records[patch_id] = record
                 self._plans[patch_id] = plan
-                self._stacks.setdefault(id(plan.target), []).append(patch_id)
             if self.journal is not None:
                 self.journal.append(record.to_event())
         log.info("patch #%d applied to %s by %s", patch_id, plan.description, who)
@@ -190,23 +227,52 @@ class PatchManager:
             # Known from the journal but never applied in this process: just retire it.
             self._retire(record, who, "not applied in this process; marked rolled back so it is not re-applied")
             return record
-        with _exclusive(plan.target, f"rollback of #{patch_id} by {who}"):
+        with _exclusive(plan, f"rollback of #{patch_id} by {who}"):
             with self._lock:
-                stack = self._stacks.get(id(plan.target), [])
-                later = [pid for pid in stack if pid > patch_id]
+                if self._plans.get(patch_id) is not plan:
+                    raise PatchError(f"patch #{patch_id} is already {record.status}")
+                later = self._later(patch_id, plan)
                 if later:
                     raise PatchConflict(
                         f"patch #{patch_id} of {record.target} has later patches on top "
                         f"({', '.join('#%d' % p for p in later)}); roll those back first"
                     )
                 plan.revert()
-                stack.remove(patch_id)
                 del self._plans[patch_id]
             self._retire(record, who, None)
         if record.committed_to:
             log.warning("patch #%d was committed to %s; the file keeps the change (backup: %s)", patch_id, record.committed_to, record.backup)
         log.info("patch #%d of %s rolled back by %s", patch_id, record.target, who)
         return record
+
+    def supersede(self, module: str, *, reason: str = "module reloaded") -> list[int]:
+        """Retire the active patches of ``module`` (and its submodules); returns their ids.
+
+        For the plugin runtime, after it reloads or unloads a module: the new version is
+        loaded from its file, so patches made to the old one no longer run - and must not
+        be re-applied over the new code after a restart. Nothing is reverted (the old
+        objects belong to the version that was replaced). Commit a patch first to keep it.
+        """
+        retired = []
+        with self._lock:
+            for record in self.patches(active_only=True):
+                owner = (record.path or "").partition(":")[0]
+                if owner == module or owner.startswith(module + "."):
+                    self._plans.pop(record.id, None)
+                    record.status = "superseded"
+                    event = {"op": "supersede", "id": record.id, "reason": reason, "time": time.time()}
+                    record.history.append(event)
+                    if self.journal is not None:
+                        self.journal.append(event)
+                    retired.append(record.id)
+        if retired:
+            log.info("patches %s of %s superseded (%s)", ", ".join(f"#{p}" for p in retired), module, reason)
+        return retired
+
+    def _later(self, patch_id: int, plan: Plan) -> list[int]:
+        """Applied patches newer than ``patch_id`` that touch something it touched."""
+        keys = plan.keys
+        return sorted(pid for pid, other in self._plans.items() if pid > patch_id and other.keys & keys)
 
     def _retire(self, record: PatchRecord, who: str, reason: str | None) -> None:
         record.status = "rolled back"
@@ -250,6 +316,14 @@ class PatchManager:
             raise PatchError(f"patch #{patch_id} is {record.status}; only an active patch can be committed")
         if record.path is None or record.after_source is None:
             raise PatchRefused(f"patch #{patch_id} of {record.target} has no {'source' if record.path else 'importable location'} to commit")
+        plan = self._plans.get(patch_id)
+        if plan is not None:
+            later = self._later(patch_id, plan)
+            if later:
+                raise PatchConflict(
+                    f"patch #{patch_id} of {record.target} has later patches on top ({', '.join('#%d' % p for p in later)}), "
+                    "so the file would not hold the running code; commit the latest one or roll those back first"
+                )
         module_name, _, qualname = record.path.partition(":")
         path, backup = commit_source(module_name, qualname, record.kind, record.after_source, patch_id)
         record.committed_to, record.backup = str(path), str(backup)
@@ -274,11 +348,10 @@ class PatchManager:
                 continue
             try:
                 plan = plan_patch(record.path, record.after_source)
-                with _exclusive(plan.target, f"re-apply of #{record.id}"):
+                with _exclusive(plan, f"re-apply of #{record.id}"):
                     plan.apply()
                     with self._lock:
                         self._plans[record.id] = plan
-                        self._stacks.setdefault(id(plan.target), []).append(record.id)
             except Exception as exc:  # reported to the caller, one entry per patch
                 report.failed[record.id] = f"{type(exc).__name__}: {exc}"
                 log.warning("could not re-apply patch #%d to %s: %s", record.id, record.path, exc)
@@ -287,19 +360,25 @@ class PatchManager:
         return report
 
 
-_default_manager = PatchManager()
+_default_manager = PatchManager(resolver=default_resolver())
 _default_lock = threading.Lock()
 
 
 def default_manager() -> PatchManager:
+    """The manager the module-level :func:`hotswap`, :func:`rollback`... use."""
     return _default_manager
 
 
 def set_default_manager(manager: PatchManager) -> PatchManager:
-    """Make ``manager`` the one the module-level functions use; returns the previous one."""
+    """Make ``manager`` the one the module-level functions use; returns the previous one.
+
+    Its resolver becomes the process-wide default too, so names given to plugin methods
+    and :func:`percall` (``decorator="my_patch"``) are found in its patch directories.
+    """
     global _default_manager
     with _default_lock:
         previous, _default_manager = _default_manager, manager
+        set_default_resolver(manager.resolver)
     return previous
 
 

@@ -55,12 +55,13 @@ def _monkey_patches(spec: Any) -> list[tuple[Any, Any]]:
             return pairs
     raise PatchRefused(
         "monkey_patch= takes {target: replacement}, a (target, replacement) pair or a list of pairs; "
-        f"got {type(spec).__name__}"
+        f"got {type(spec).__name__} {spec!r:.60} (on a plugin method, a positional argument too many lands "
+        "in monkey_patch: pass per-call options by keyword)"
     )
 
 
 def _context_manager(item: Any) -> contextlib.AbstractContextManager[Any] | contextlib.AbstractAsyncContextManager[Any]:
-    item = resolve_patch(item)
+    """A context manager, or the one a factory (e.g. a ``@contextmanager`` function) makes."""
     if hasattr(item, "__enter__") or hasattr(item, "__aenter__"):
         return item
     if callable(item):
@@ -70,6 +71,13 @@ def _context_manager(item: Any) -> contextlib.AbstractContextManager[Any] | cont
     raise PatchRefused(f"context_manager= got {item!r}, which is neither a context manager nor a factory of one")
 
 
+def _decorator(item: Any) -> Callable[..., Any]:
+    deco = resolve_patch(item)
+    if not callable(deco):
+        raise PatchRefused(f"decorator {item!r} resolved to {deco!r}, which is not callable")
+    return deco
+
+
 def _prepare(
     fn: Callable[..., Any],
     monkey_patch: Any,
@@ -77,19 +85,28 @@ def _prepare(
     decorators: Any,
     context_manager: Any,
 ) -> tuple[Callable[..., Any], list[scoped_patch], list[Any]]:
-    """Resolve every option before anything runs, so a bad name changes nothing."""
-    wrapped = fn
-    for item in _as_list(decorator) + _as_list(decorators):
-        deco = resolve_patch(item)
-        if not callable(deco):
-            raise PatchRefused(f"decorator {item!r} resolved to {deco!r}, which is not callable")
-        wrapped = deco(wrapped)
+    """Resolve every option before anything runs, so a bad name changes nothing.
+
+    Order: names are resolved (decorators, monkey-patch targets and replacements, context
+    managers), then decorators are applied and context-manager factories called.
+    """
+    decos = [_decorator(item) for item in _as_list(decorator) + _as_list(decorators)] if (
+        decorator is not None or decorators is not None
+    ) else _NONE
     patches = [
         scoped_patch(target, resolve_patch(repl) if _is_name(repl) else repl)
         for target, repl in _monkey_patches(monkey_patch)
-    ]
-    managers = [_context_manager(item) for item in _as_list(context_manager)]
+    ] if monkey_patch is not None else _NONE
+    managers = [resolve_patch(item) for item in _as_list(context_manager)] if context_manager is not None else _NONE
+    wrapped = fn
+    for deco in decos:
+        wrapped = deco(wrapped)
+    if managers:
+        managers = [_context_manager(item) for item in managers]
     return wrapped, patches, managers
+
+
+_NONE: list[Any] = []  # shared, never mutated: the common "option not given" case
 
 
 def percall(
@@ -115,8 +132,18 @@ def percall(
         return _run_async_gen(wrapped, patches, managers, args, kwargs)
     if kind == "generator":
         return _run_gen(wrapped, patches, managers, args, kwargs)
-    if not patches and not managers:
-        return wrapped(*args, **kwargs)
+    if not managers:
+        if not patches:
+            return wrapped(*args, **kwargs)
+        opened: list[scoped_patch] = []  # scopes only: cheaper than an ExitStack
+        try:
+            for patch in patches:
+                patch.__enter__()
+                opened.append(patch)
+            return wrapped(*args, **kwargs)
+        finally:
+            for patch in reversed(opened):
+                patch.__exit__(None, None, None)
     with contextlib.ExitStack() as stack:
         _enter_sync(stack, patches, managers)
         return wrapped(*args, **kwargs)

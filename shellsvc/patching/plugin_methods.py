@@ -2,10 +2,10 @@
 
 :func:`prepare_plugin_class` instruments every public method a class defines so that a
 call may add ``monkey_patch=``, ``decorator=``, ``decorators=`` and ``context_manager=``
-(see :func:`~shellsvc.patching.percall.percall`). The keywords become keyword-only
-parameters checked by a four-comparison prologue in the method's own code - no wrapper,
-no extra call - so a call without them costs about what it did before. Methods whose
-source is unavailable get a forwarding trampoline instead (same behaviour, one extra call).
+(see :func:`~shellsvc.patching.percall.percall`). The keywords become parameters with
+``None`` defaults, checked by a four-comparison prologue in the method's own code - no
+wrapper, no extra call - so a call without them costs little. Methods whose source is
+unavailable get a forwarding trampoline instead (same behaviour, one extra call).
 """
 
 from __future__ import annotations
@@ -21,9 +21,6 @@ __all__ = ["prepare_plugin_class"]
 
 log = logging.getLogger(__name__)
 
-_PREPARED = "__shellsvc_percall_prepared__"
-
-
 def _public_functions(cls: type) -> list[types.FunctionType]:
     found = []
     for name, value in vars(cls).items():
@@ -36,15 +33,20 @@ def _public_functions(cls: type) -> list[types.FunctionType]:
     return found
 
 
+def _percall_enabled(fn: types.FunctionType) -> bool:
+    state = instrument.state_for(fn, create=False)
+    return state is not None and state.percall_enabled
+
+
 def prepare_plugin_class(cls: type) -> type:
     """Give every public method defined by ``cls`` the per-call keywords; returns ``cls``.
 
     Called from ``Plugin.__init_subclass__``; idempotent. A method that already has a
-    parameter named like one of the keywords (or takes ``**kwargs`` it may forward them
-    through) keeps its own meaning for that name: it is left untouched, with a debug log.
+    parameter named like one of the keywords keeps its own meaning for that name: it is
+    left untouched, with a debug log.
     """
     for fn in _public_functions(cls):
-        if getattr(fn, _PREPARED, False):
+        if _percall_enabled(fn):
             continue
         code = instrument.base_code(fn)
         names = set(code.co_varnames[: code.co_argcount + code.co_kwonlyargcount])
@@ -56,11 +58,20 @@ def prepare_plugin_class(cls: type) -> type:
             instrument.enable(fn, percall=True)
         except (SyntaxError, PatchError) as exc:  # pragma: no cover - a plugin must still load
             log.warning("could not add per-call keywords to %s.%s: %s", cls.__qualname__, fn.__name__, exc)
-            continue
-        setattr(fn, _PREPARED, True)
     return cls
 
 
 def percall_ready(fn: Any) -> bool:
-    """Whether ``fn`` (or a bound method) accepts the per-call keywords."""
-    return bool(getattr(getattr(fn, "__func__", fn), _PREPARED, False))
+    """Whether ``fn`` (a function, bound method or a wrapper of one) accepts the per-call keywords.
+
+    Follows ``__func__`` and ``__wrapped__``: the operator console uses this to keep the
+    keywords out of command arguments, so a decorated plugin method must count too.
+    """
+    seen: set[int] = set()
+    while fn is not None and id(fn) not in seen:
+        seen.add(id(fn))
+        fn = getattr(fn, "__func__", fn)
+        if isinstance(fn, types.FunctionType) and _percall_enabled(fn):
+            return True
+        fn = getattr(fn, "__wrapped__", None)
+    return False

@@ -12,11 +12,13 @@ they propagate with the module named.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.util
 import logging
 import os
 import pkgutil
+import stat
 import sys
 import threading
 import types
@@ -26,7 +28,7 @@ from typing import Any
 
 from .errors import ResolveError
 
-__all__ = ["PatchResolver", "default_resolver", "resolve_patch", "resolve_target"]
+__all__ = ["PatchResolver", "default_resolver", "resolve_patch", "resolve_target", "set_default_resolver"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,13 @@ def resolve_target(name: str) -> Any:
             raise ResolveError(f"{name!r} does not resolve: no module named {module_name!r}")
         return _walk(module, qualname.split(".") if qualname else [], name)
     parts = name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):  # fast path: the module is already imported
+        module = sys.modules.get(".".join(parts[:cut]))
+        if module is not None:
+            try:
+                return _walk(module, parts[cut:], name)
+            except ResolveError:
+                break  # perhaps a submodule not imported yet: take the slow path
     for cut in range(len(parts), 0, -1):
         module = _import(".".join(parts[:cut]))
         if module is not None:
@@ -78,8 +87,14 @@ class PatchResolver:
 
     Short names come from ``patches.SHORT_NAMES``, from the ``__all__`` of every module in
     the ``patches`` package, and from the ``__all__`` of every ``*.py`` file in the admin
-    patch directories (``dirs``, plus ``$SHELLSVC_PATCH_DIRS``). Files dropped into those
-    places later are picked up on the next lookup that misses, or after :meth:`refresh`.
+    patch directories (``dirs``, plus ``$SHELLSVC_PATCH_DIRS``); a file without a top-level
+    ``__all__`` is not run to build the index (it is loaded only when named explicitly,
+    ``"<stem>.<name>"``). Files dropped into those
+    places later are picked up on the next lookup that misses, or after :meth:`refresh`;
+    a changed file is reloaded. An admin file runs with the application's privileges, so
+    one that is writable by group/others, or in such a directory, or owned by another
+    user, is refused (like OpenSSH refuses loose key files). A file that fails to import
+    is logged and named in the error of any lookup that then misses.
     """
 
     def __init__(self, dirs: Iterable[str | os.PathLike[str]] = (), *, use_env: bool = True) -> None:
@@ -87,12 +102,14 @@ class PatchResolver:
         self._use_env = use_env
         self._lock = threading.RLock()
         self._short: dict[str, str] | None = None
-        self._admin_mtimes: dict[Path, float] = {}
+        self._admin_mtimes: dict[Path, int] = {}
+        self._broken: dict[Path, str] = {}  # admin files that could not be loaded -> why
 
     # -- configuration ------------------------------------------------------------
 
     @property
     def dirs(self) -> list[Path]:
+        """The admin patch directories searched, configured ones first."""
         extra = os.environ.get(ENV_PATCH_DIRS, "") if self._use_env else ""
         return self._dirs + [Path(p) for p in extra.split(os.pathsep) if p]
 
@@ -121,9 +138,10 @@ class PatchResolver:
                 self._short = None
                 index = self._index()
             if name not in index:
+                broken = "".join(f"; admin patch file {path} was not loaded: {why}" for path, why in self._broken.items())
                 raise ResolveError(
                     f"no patch named {name!r}; known short names: {', '.join(sorted(index)) or '(none)'}; "
-                    "or give a dotted name such as 'patches.trace.tracer'"
+                    f"or give a dotted name such as 'patches.trace.tracer'{broken}"
                 )
             return self._resolve_dotted(index[name])
 
@@ -135,10 +153,11 @@ class PatchResolver:
 
     def _resolve_dotted(self, name: str) -> Any:
         head = name.split(":", 1)[0].split(".", 1)[0]
-        admin = self._admin_module(head)
-        if admin is not None and head not in sys.modules and _find_spec(head) is None:
-            rest = name[len(head) + 1 :].replace(":", ".")
-            return _walk(admin, rest.split(".") if rest else [], name)
+        if head not in sys.modules and _find_spec(head) is None:
+            admin = self._admin_module(head)
+            if admin is not None:
+                rest = name[len(head) + 1 :].replace(":", ".")
+                return _walk(admin, rest.split(".") if rest else [], name)
         return resolve_target(name)
 
     def _index(self) -> dict[str, str]:
@@ -154,8 +173,16 @@ class PatchResolver:
                 for attr in getattr(module, "__all__", ()):
                     index.setdefault(attr, f"{module.__name__}.{attr}")
             index.update(getattr(library, "SHORT_NAMES", {}))
+        self._broken.clear()
         for path in self._admin_files():
-            module = self._load_admin(path)
+            if not _declares_all(path):
+                continue  # not a patch library (e.g. an uploaded PATCHES file): never run it here
+            try:
+                module = self._load_admin(path)
+            except Exception as exc:  # one bad admin file must not hide the others; reported on a miss
+                self._broken[path] = f"{type(exc).__name__}: {exc}"
+                log.error("admin patch file %s was not loaded: %s", path, self._broken[path])
+                continue
             for attr in getattr(module, "__all__", ()):
                 if attr in index and not index[attr].startswith(path.stem + "."):
                     log.warning("admin patch %s.%s shadows %s", path.stem, attr, index[attr])
@@ -178,6 +205,7 @@ class PatchResolver:
 
     def _load_admin(self, path: Path) -> types.ModuleType:
         """Load (or reload when changed) an admin patch file as ``shellsvc_admin_patches.<stem>``."""
+        _check_private(path)
         module_name = _ADMIN_PREFIX + path.stem
         mtime = path.stat().st_mtime_ns
         module = sys.modules.get(module_name)
@@ -198,6 +226,33 @@ class PatchResolver:
         return module
 
 
+def _declares_all(path: Path) -> bool:
+    """Whether a file assigns ``__all__`` at top level (read, not run: indexing runs nothing else)."""
+    try:
+        tree = ast.parse(path.read_bytes(), str(path))
+    except (OSError, SyntaxError, ValueError):
+        return True  # let loading it report the problem
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
+        if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
+            return True
+    return False
+
+
+def _check_private(path: Path) -> None:
+    """Refuse an admin patch file others could have written: it runs as the application."""
+    uid = os.getuid()
+    for item in (path.parent, path):
+        info = item.stat()
+        if info.st_uid not in (uid, 0):
+            raise ResolveError(f"refusing to load admin patch file {path}: {item} is owned by uid {info.st_uid}, not by this process's user")
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise ResolveError(
+                f"refusing to load admin patch file {path}: {item} is writable by group/others "
+                f"(mode {stat.S_IMODE(info.st_mode):o}); run 'chmod go-w {item}'"
+            )
+
+
 def _find_spec(name: str) -> Any:
     try:
         return importlib.util.find_spec(name)
@@ -209,9 +264,19 @@ _default = PatchResolver()
 
 
 def default_resolver() -> PatchResolver:
+    """The resolver names are looked up with when none is given (plugin methods, ``percall``)."""
     return _default
+
+
+def set_default_resolver(resolver: PatchResolver) -> PatchResolver:
+    """Make ``resolver`` the process-wide default; returns the previous one."""
+    global _default
+    previous, _default = _default, resolver
+    return previous
 
 
 def resolve_patch(name: Any, resolver: PatchResolver | None = None) -> Any:
     """Resolve a patch/decorator given by object, dotted name or short name (one rule everywhere)."""
+    if not isinstance(name, str):
+        return name
     return (resolver or _default).resolve(name)

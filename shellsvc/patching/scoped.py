@@ -90,9 +90,7 @@ class scoped_patch:
         scope[self._state] = self._impl
         state = self._state
         with state.lock:
-            state.active += 1
-            if state.active == 1:
-                state.rebuild()  # install the trampoline
+            state.scope_opened()  # the first scope anywhere installs the trampoline
         self._token = instrument.active_replacements.set(scope)
         return self._impl
 
@@ -102,6 +100,4 @@ class scoped_patch:
         instrument.active_replacements.reset(token)
         state = self._state
         with state.lock:
-            state.active -= 1
-            if state.active == 0:
-                state.rebuild()  # back to the plain code
+            state.scope_closed()  # the last one puts the original code back
