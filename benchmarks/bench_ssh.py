@@ -8,7 +8,9 @@ real process boundaries. Printed:
     echo server (ratio; target <= 1.3x)
   * connect + auth (ed25519 public key) time, shellsvc vs raw asyncssh
   * N concurrent sessions each doing R evals/s for T s: errors (target 0), command p50/p99,
-    app loop lag p99 (measured by a ticker task inside the server's event loop)
+    app loop lag p99 (measured by a ticker task inside the server's event loop). A session
+    is one long-lived ``shellsvc`` subsystem channel sending eval requests; ``--exec-load``
+    adds the same load with a new exec channel per eval
   * memory per idle PTY REPL session (target <= 2 MB)
   * failed-login time for an existing vs an unknown user (should match)
 """
@@ -28,6 +30,8 @@ from pathlib import Path
 import asyncssh
 
 USERS = 10
+#: The first word of every line the server process answers with (anything else is stray output).
+ANSWERS = frozenset({"PORT", "RSS", "OK", "CPU", "LAG"})
 
 
 def rss_kib() -> int:
@@ -58,12 +62,15 @@ async def serve(kind: str, state: Path, keys_file: Path) -> None:
     lag = LagMonitor()
     ticker = asyncio.create_task(lag.run())
     if kind == "shellsvc":
-        from shellsvc.server import Service
+        from shellsvc.server import Service, hash_password
 
+        users = {f"user{i}": {"role": "admin", "authorized_keys": str(keys_file)} for i in range(USERS)}
+        # user1 also has a password (default scrypt cost): failure_timing compares it with an unknown name
+        users["user1"]["password_hash"] = hash_password("the real password")
         config = {
             "server": {"port": 0, "state_dir": str(state)},
             "limits": {"max_sessions_per_user": 1000, "max_unauthenticated": 1000, "penalty_exempt": ["127.0.0.0/8"]},
-            "users": {f"user{i}": {"role": "admin", "authorized_keys": str(keys_file)} for i in range(USERS)},
+            "users": users,
         }
         service = Service(namespace={}, config=config)
         await service.start()
@@ -117,11 +124,18 @@ class Server:
         return self
 
     async def ask(self, command: str | None) -> str:
+        """Send a command to the server process; its answer is the next line that is one."""
         assert self.proc is not None and self.proc.stdin and self.proc.stdout
         if command is not None:
             self.proc.stdin.write(f"{command}\n".encode())
             await self.proc.stdin.drain()
-        return (await asyncio.wait_for(self.proc.stdout.readline(), 60)).decode().strip()
+        while True:
+            line = (await asyncio.wait_for(self.proc.stdout.readline(), 60)).decode()
+            if not line:
+                raise RuntimeError(f"the {self.kind} server process exited")
+            if line.split(" ", 1)[0].strip() in ANSWERS:
+                return line.strip()
+            print(f"  ({self.kind} server printed: {line.rstrip()!r})", file=sys.stderr)
 
     async def __aexit__(self, *exc: object) -> None:
         assert self.proc is not None and self.proc.stdin
@@ -166,8 +180,76 @@ async def connect_times(port: int, key: asyncssh.SSHKey, count: int) -> list[flo
     return times
 
 
-async def load(server: Server, key: asyncssh.SSHKey, sessions: int, rate: float, seconds: float) -> dict:
+class ExecEvaluator:
+    """One exec channel per eval (``ssh host 'code'`` in a loop): the costliest way to ask."""
+
+    def __init__(self, conn: asyncssh.SSHClientConnection) -> None:
+        self.conn = conn
+
+    async def start(self) -> None:
+        pass
+
+    async def eval(self, code: str) -> str:
+        result = await self.conn.run(code)
+        if result.exit_status != 0:
+            raise RuntimeError(f"exit status {result.exit_status}: {result.stderr!r}")
+        return str(result.stdout).strip()
+
+    def close(self) -> None:
+        pass
+
+
+class SubsystemEvaluator:
+    """One long-lived session (the ``shellsvc`` subsystem) carrying eval requests."""
+
+    def __init__(self, conn: asyncssh.SSHClientConnection) -> None:
+        self.conn = conn
+        self.ids = 0
+        self.pending: dict[int, asyncio.Future[dict]] = {}
+
+    async def start(self) -> None:
+        import json
+
+        from shellsvc.protocol import SUBSYSTEM, encode
+
+        self.encode = encode
+        self.process = await self.conn.create_process(subsystem=SUBSYSTEM)
+        self.process.stdin.write(encode({"type": "hello", "version": 1}))
+
+        async def read() -> None:
+            buffer = ""
+            while chunk := await self.process.stdout.read(65536):
+                buffer += chunk
+                *lines, buffer = buffer.split("\n")
+                for line in lines:
+                    frame = json.loads(line) if line.strip() else {}
+                    if frame.get("type") == "reply" and frame.get("id") in self.pending:
+                        self.pending.pop(frame["id"]).set_result(frame)
+            for future in self.pending.values():
+                future.set_exception(ConnectionError("subsystem channel closed"))
+
+        self.reader = asyncio.create_task(read())
+
+    async def eval(self, code: str) -> str:
+        self.ids += 1
+        future = self.pending[self.ids] = asyncio.get_running_loop().create_future()
+        self.process.stdin.write(self.encode({"type": "eval", "id": self.ids, "code": code}))
+        reply = await future
+        if not reply.get("ok") or reply.get("status") != "ok":
+            raise RuntimeError(f"eval failed: {reply}")
+        return str(reply.get("value"))
+
+    def close(self) -> None:
+        self.reader.cancel()
+        self.process.close()
+
+
+async def load(server: Server, key: asyncssh.SSHKey, sessions: int, rate: float, seconds: float,
+               evaluator: type[ExecEvaluator] | type[SubsystemEvaluator]) -> dict:
     conns = [await connect(server.port, key, user=f"user{i % USERS}") for i in range(sessions)]
+    evaluators = [evaluator(conn) for conn in conns]
+    for item in evaluators:
+        await item.start()
     latencies: list[float] = []
     errors: list[str] = []
     await server.ask("lag-reset")
@@ -175,7 +257,7 @@ async def load(server: Server, key: asyncssh.SSHKey, sessions: int, rate: float,
     client_cpu = sum(os.times()[:2])
     deadline = time.perf_counter() + seconds
 
-    async def session(index: int, conn: asyncssh.SSHClientConnection) -> None:
+    async def session(index: int, item: ExecEvaluator | SubsystemEvaluator) -> None:
         await asyncio.sleep(index / sessions / rate)  # spread the starts
         interval = 1.0 / rate
         next_at = time.perf_counter()
@@ -184,22 +266,23 @@ async def load(server: Server, key: asyncssh.SSHKey, sessions: int, rate: float,
             counter += 1
             start = time.perf_counter()
             try:
-                result = await conn.run(f"{index} * 1000 + {counter}")
-                if result.exit_status != 0 or result.stdout.strip() != str(index * 1000 + counter):
-                    errors.append(f"bad result {result.exit_status} {result.stdout!r} {result.stderr!r}")
-            except (OSError, asyncssh.Error) as exc:
+                value = await item.eval(f"{index} * 1000 + {counter}")
+                if value != str(index * 1000 + counter):
+                    errors.append(f"bad result {value!r}")
+            except (OSError, RuntimeError, asyncssh.Error) as exc:
                 errors.append(repr(exc))
             latencies.append(time.perf_counter() - start)
             next_at += interval
             await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
 
     started = time.perf_counter()
-    await asyncio.gather(*(session(i, c) for i, c in enumerate(conns)))
+    await asyncio.gather(*(session(i, e) for i, e in enumerate(evaluators)))
     elapsed = time.perf_counter() - started
     lag = [float(x) for x in (await server.ask("lag")).split()[1:]]
     server_cpu = float((await server.ask("cpu")).split()[1]) - server_cpu
     client_cpu = sum(os.times()[:2]) - client_cpu
-    for conn in conns:
+    for item, conn in zip(evaluators, conns):
+        item.close()
         conn.close()
     return {"errors": errors, "latencies": latencies, "lag": lag, "elapsed": elapsed,
             "server_cpu": server_cpu / elapsed, "client_cpu": client_cpu / elapsed}
@@ -261,18 +344,22 @@ async def main(args: argparse.Namespace) -> None:
             print(f"connect+auth ed25519 (n={args.connects}): shellsvc median {statistics.median(svc_ct)*1e3:.2f} ms | "
                   f"raw asyncssh {statistics.median(raw_ct)*1e3:.2f} ms | "
                   f"ratio {statistics.median(svc_ct)/statistics.median(raw_ct):.2f}x")
-            result = await load(svc, key, args.sessions, args.rate, args.load_seconds)
-            lat = result["latencies"]
-            achieved = len(lat) / result["elapsed"]
-            print(f"load: {args.sessions} sessions x {args.rate:g} evals/s for {args.load_seconds:g} s "
-                  f"(exec channel per eval): {len(lat)} evals ({achieved:.0f}/s of {args.sessions*args.rate:.0f}/s "
-                  f"offered), errors {len(result['errors'])} (target 0), command p50 {pct(lat, .5)*1e3:.1f} ms "
-                  f"p99 {pct(lat, .99)*1e3:.1f} ms, app loop lag p50 {result['lag'][0]*1e3:.1f} ms "
-                  f"p99 {result['lag'][1]*1e3:.1f} ms max {result['lag'][2]*1e3:.1f} ms; CPU: server "
-                  f"{result['server_cpu']*100:.0f}% of a core, load-generating client {result['client_cpu']*100:.0f}%, "
-                  f"machine load avg {os.getloadavg()[0]:.1f}")
-            for error in result["errors"][:3]:
-                print(f"  error: {error}")
+            modes = [("one shellsvc-subsystem session each", SubsystemEvaluator)]
+            if args.exec_load:
+                modes.append(("a new exec channel per eval", ExecEvaluator))
+            for label, evaluator in modes:
+                result = await load(svc, key, args.sessions, args.rate, args.load_seconds, evaluator)
+                lat = result["latencies"]
+                achieved = len(lat) / result["elapsed"]
+                print(f"load: {args.sessions} sessions x {args.rate:g} evals/s for {args.load_seconds:g} s ({label}): "
+                      f"{len(lat)} evals ({achieved:.0f}/s of {args.sessions*args.rate:.0f}/s offered), "
+                      f"errors {len(result['errors'])} (target 0), command p50 {pct(lat, .5)*1e3:.1f} ms "
+                      f"p99 {pct(lat, .99)*1e3:.1f} ms, app loop lag p50 {result['lag'][0]*1e3:.1f} ms "
+                      f"p99 {result['lag'][1]*1e3:.1f} ms max {result['lag'][2]*1e3:.1f} ms; CPU: server "
+                      f"{result['server_cpu']*100:.0f}% of a core, load-generating client "
+                      f"{result['client_cpu']*100:.0f}%, machine load avg {os.getloadavg()[0]:.1f}")
+                for error in result["errors"][:3]:
+                    print(f"  error: {error}")
             per_session = await idle_memory(svc, key, args.idle_sessions)
             print(f"memory per idle PTY REPL session (n={args.idle_sessions}): {per_session:.2f} MB (target <= 2 MB)")
         async with Server("shellsvc", workdir, keys_file) as svc:
@@ -291,6 +378,8 @@ if __name__ == "__main__":
     parser.add_argument("--sessions", type=int, default=100)
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--load-seconds", type=float, default=30.0)
+    parser.add_argument("--exec-load", action="store_true",
+                        help="also run the load with a new exec channel per eval (costlier per eval)")
     parser.add_argument("--idle-sessions", type=int, default=50)
     parser.add_argument("--failures", type=int, default=5)
     arguments = parser.parse_args()

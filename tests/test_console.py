@@ -266,10 +266,19 @@ async def test_plugin_commands_and_plugin_builtins(tmp_path: Path) -> None:
         assert listing.splitlines()[0].split() == ["NAME", "STATE", "VERSION", "GEN", "LOADED", "SOURCE"]
         assert listing.splitlines()[1].split()[:4] == ["counter", "started", "1.0", "1"]
         assert "counter bump [BY]" in (await console.execute("help")).output
+        # plugin methods take per-call patch keywords (decorator=...): never console arguments
+        assert (await console.execute("help counter bump")).output.startswith("usage: counter bump [BY]\n")
+        assert "unknown option '--decorator'" in (await console.execute("counter bump --decorator=timer")).error
+        extra = await console.execute("counter bump 1 patches.trace.tracer")
+        assert extra.denied and "too many arguments" in extra.error
 
         source.write_text(PLUGIN.format(version="2.0"))
         assert (await console.execute("plugins reload counter")).output == "reloaded counter (generation 2, started)\n"
         assert (await console.execute("counter bump")).output == "counter is 1 (v2.0)\n"
+        assert (await console.execute("plugins reload counter")).output == \
+            "counter: unchanged, not reloaded (use --force to reload anyway)\n"
+        assert (await console.execute("plugins reload counter --force")).output == \
+            "reloaded counter (generation 3, started)\n"  # a fresh instance: this plugin migrates nothing
         refused = await console.execute(f"plugins reload {source}")  # paths are not plugin names
         assert refused.denied and "is not one of: counter" in refused.error
         assert (await console.execute("plugins stop counter")).output == "counter: stopped\n"
@@ -278,7 +287,7 @@ async def test_plugin_commands_and_plugin_builtins(tmp_path: Path) -> None:
         source.write_text("this is not python (")
         broken = await console.execute("plugins reload counter")
         assert broken.exit_status == 1 and "SyntaxError" in broken.error and broken.error.count("\n") == 1
-        assert (await console.execute("counter show")).output == "1\n"  # the old version keeps serving
+        assert (await console.execute("counter show")).output == "0\n"  # the old version keeps serving
         assert (await console.execute("plugins unload counter")).output == "unloaded counter\n"
         assert (await console.execute("plugins list")).output == "no plugins loaded\n"
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import enum
-import os
 import random
-import sys
-import threading
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,27 +21,10 @@ from shellsvc.console import (
 )
 from shellsvc.runtime import Runtime
 
-# -- watching for evaluation ----------------------------------------------------------------------------
-# A process-wide audit hook (they cannot be removed); it only records while a test watches,
-# and only in the watching thread.
-_WATCHED_EVENTS = frozenset({"compile", "exec", "os.system", "subprocess.Popen", "os.exec", "os.posix_spawn",
-                             "os.spawn", "os.fork", "ctypes.dlopen", "builtins.input", "import"})
-_watch = threading.local()
+from test_console_helpers import EVALUATION_EVENTS, watching
 
-
-def _hook(event: str, args: tuple[Any, ...]) -> None:
-    seen = getattr(_watch, "events", None)
-    if event == "exec" and _is_module_import(args[0]):
-        return  # importing a module from a file runs its code: that is not evaluating input
-    if seen is not None and event in _WATCHED_EVENTS:
-        seen.append((event, repr(args)[:200]))
-
-
-def _is_module_import(code: Any) -> bool:
-    return getattr(code, "co_name", "") == "<module>" and os.path.isfile(getattr(code, "co_filename", ""))
-
-
-sys.addaudithook(_hook)
+#: Evaluation, spawning, and also imports and input(): nothing of the sort may follow from a refused line.
+WATCHED = EVALUATION_EVENTS | {"import", "builtins.input"}
 
 PLUGIN = '''
 from shellsvc import Plugin
@@ -153,11 +133,8 @@ async def test_hostile_inputs_are_rejected_audited_and_never_evaluated(tmp_path:
         assert len(inputs) >= 40
         for line in inputs:
             before = len(audit)
-            _watch.events = []
-            try:
+            with watching(WATCHED) as evaluated:
                 result = await console.execute(line)
-            finally:
-                evaluated, _watch.events = _watch.events, None
             assert evaluated == [], f"{line!r} triggered {evaluated}"
             assert result.denied and result.exit_status in (2, 126, 127), f"{line!r} was not rejected: {result}"
             assert result.output == "" and result.error.startswith("error: ") and result.error.count("\n") == 1

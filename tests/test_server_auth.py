@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 import subprocess
@@ -226,6 +227,47 @@ async def test_forwarding_is_refused(tmp_path: Path) -> None:
             listener.close()
         kinds = {e["kind"] for e in events(service, "forwarding_refused")}
         assert kinds == {"direct-tcpip", "tcpip-forward"}
+
+
+@pytest.mark.skipif(shutil.which("ssh") is None or shutil.which("ssh-agent") is None,
+                    reason="needs the OpenSSH client and ssh-agent")
+def test_openssh_agent_and_x11_forwarding_are_refused(tmp_path: Path) -> None:
+    """``ssh -A -X`` with a live agent and a DISPLAY: the session runs, nothing is forwarded."""
+    key_path, key = make_key(tmp_path, "alice")
+    keys = authorized_keys(tmp_path, "alice", public_line(key))
+    cfg = config(tmp_path, {"alice": {"role": "admin", "authorized_keys": str(keys)}})
+    agent_socket = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(agent_socket)], stdout=subprocess.DEVNULL)
+    seed: dict[str, object] = {}
+
+    async def scenario() -> tuple[subprocess.CompletedProcess[str], list[dict]]:
+        async with running(cfg, namespace=seed) as service:
+            seed["service"] = service
+            known = tmp_path / "known_hosts"
+            known.write_text(service.known_hosts_line())
+            probe = "[(s._chan.get_agent_path(), s._chan.get_x11_display()) for s in service._sessions]"
+            command = ["ssh", "-v", "-F", "/dev/null", "-A", "-X", "-p", str(service.port),
+                       "-o", f"UserKnownHostsFile={known}", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+                       "-i", str(key_path), "alice@127.0.0.1", probe]
+            env = {**os.environ, "SSH_AUTH_SOCK": str(agent_socket), "DISPLAY": "127.0.0.1:97"}
+            proc = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
+                                                        stderr=asyncio.subprocess.PIPE, env=env)
+            out, err = await asyncio.wait_for(proc.communicate(), 30)
+            return (subprocess.CompletedProcess(command, proc.returncode or 0, out.decode(), err.decode()),
+                    events(service, "auth_success"))
+
+    try:
+        deadline = time.monotonic() + 10
+        while not agent_socket.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        completed, logins = asyncio.run(scenario())
+    finally:
+        agent.terminate()
+        agent.wait(10)
+    assert "Requesting authentication agent forwarding" in completed.stderr
+    assert "X11 forwarding request failed" in completed.stderr
+    assert (completed.returncode, completed.stdout) == (0, "[(None, None)]\n")
+    assert len(logins) == 1
 
 
 async def test_authorized_keys_from_option(tmp_path: Path) -> None:

@@ -24,7 +24,10 @@ class Greeter(Plugin):
     name = "greeter"
 
     def greet(self, who):
+        """Greet someone."""
         return "hello " + who
+
+    commands = [greet]
 '''
 
 
@@ -61,14 +64,15 @@ def test_serve_hosts_plugins_and_audits_reloads(tmp_path: Path) -> None:
     config = tmp_path / "shellsvc.toml"
     config.write_text(f'[server]\nport = 0\nstate_dir = "state"\nplugins = ["plugins"]\n'
                       f'[limits]\nauth_failure_delay = 0.01\n'
-                      f'[users.alice]\nrole = "admin"\npassword_hash = "{FAST_HASH}"\n')
+                      f'[users.alice]\nrole = "admin"\npassword_hash = "{FAST_HASH}"\n'
+                      f'[users.olga]\nrole = "operator"\npassword_hash = "{FAST_HASH}"\n')
     child = spawn_cli("serve", "--config", str(config), "--log-level", "WARNING")
     try:
         child.expect(r"listening on 127\.0\.0\.1:(\d+)")
         port = int(child.match.group(1))
 
-        async def call(source: str) -> asyncssh.SSHCompletedProcess:
-            async with asyncssh.connect("127.0.0.1", port, username="alice", password=PASSWORD,
+        async def call(source: str, user: str = "alice") -> asyncssh.SSHCompletedProcess:
+            async with asyncssh.connect("127.0.0.1", port, username=user, password=PASSWORD,
                                         known_hosts=None, client_keys=None, agent_path=None, config=None) as conn:
                 return await conn.run(source)
 
@@ -78,6 +82,10 @@ def test_serve_hosts_plugins_and_audits_reloads(tmp_path: Path) -> None:
         reloaded = wait_for_event(log, "runtime_reloaded")
         assert reloaded["plugin"] == "greeter"
         assert asyncio.run(call("plugins.greeter.greet('ssh')")).stdout == "'hi ssh'\n"
+        # operators get the console, with the plugin's commands
+        assert asyncio.run(call("greeter greet ops", user="olga")).stdout == "hi ops\n"
+        refused = asyncio.run(call("plugins.greeter.greet('ssh')", user="olga"))
+        assert refused.exit_status == 2 and refused.stdout == "" and "not Python" in refused.stderr
     finally:
         status = stop(child)
     assert status == 0
@@ -94,30 +102,69 @@ def test_serve_reports_config_errors_with_file_and_key(tmp_path: Path) -> None:
     assert f"{config}: users.alice.role: must be one of admin, operator" in child.before
 
 
+SSH_OPTIONS = " -F /dev/null -o PubkeyAuthentication=no -o IdentityAgent=none"
+
+
+def login(command: str, password: str, prompt: str) -> pexpect.spawn:
+    """Run a printed ssh line in a pty, as a person pasting it would, and log in."""
+    ssh = pexpect.spawn(command + SSH_OPTIONS, encoding="utf-8", timeout=30, dimensions=(40, 160))
+    ssh.expect("password:")
+    ssh.sendline(password)
+    ssh.expect(prompt)
+    return ssh
+
+
 @pytest.mark.skipif(shutil.which("ssh") is None, reason="needs the OpenSSH client")
-def test_demo_prints_a_working_ssh_command(tmp_path: Path) -> None:
+def test_demo_prints_working_ssh_commands_for_python_and_the_console(tmp_path: Path) -> None:
     demo = spawn_cli("demo", "--port", "0", "--state-dir", str(tmp_path / "state"))
     try:
         demo.expect(r"password  (\S+)")
         password = demo.match.group(1)
-        demo.expect(r"  (ssh -o [^\r\n]*)")
-        command = demo.match.group(1).strip()
+        demo.expect(r"  (ssh -o \S+ -p \d+ admin@127\.0\.0\.1)")
+        admin_line = demo.match.group(1).strip()
+        demo.expect(r"user operator, password (\S+)")
+        operator_password = demo.match.group(1)
+        demo.expect(r"  (ssh -o \S+ -p \d+ operator@127\.0\.0\.1)")
+        operator_line = demo.match.group(1).strip()
         demo.expect("Ctrl-C here stops")
-        ssh = pexpect.spawn(command + " -F /dev/null -o PubkeyAuthentication=no -o IdentityAgent=none",
-                            encoding="utf-8", timeout=30)
-        ssh.expect("password:")
-        ssh.sendline(password)
-        ssh.expect(">>> ")
-        ssh.sendline("plugins.counter.increment(41) + 1")
+
+        ssh = login(admin_line, password, ">>> ")
+        ssh.sendline("counter.increment(41) + 1")
         ssh.expect("42")
+        ssh.expect(">>> ")
+        ssh.sendline("print(cmd('plugins list'))")  # the console's commands, from Python
+        ssh.expect("ticker")
+        ssh.expect(">>> ")
+        double = "def increment(self, by=1):\\n    self._value += 2 * by\\n    return self._value\\n"
+        ssh.sendline(f"record = patch(type(counter).increment, '{double}'); record.id, record.user")
+        ssh.expect(r"\(1, 'admin'\)")
+        ssh.expect(">>> ")
+        ssh.sendline("counter.increment(1)")
+        ssh.expect("43")
         ssh.expect(">>> ")
         ssh.sendcontrol("d")
         ssh.expect(pexpect.EOF)
         ssh.close()
         assert ssh.exitstatus == 0
+
+        console = login(operator_line, operator_password, "operator> ")
+        console.sendline("patches list")
+        console.expect(r"#1 active .* by admin")
+        console.sendline("patches rollback 1")
+        console.expect("rolled back #1")
+        console.sendline("counter increment 1")  # a plugin's command; the patch is gone
+        console.expect("44")
+        console.sendline("counter.increment(1)")
+        console.expect("not Python")
+        console.sendcontrol("d")
+        console.expect(pexpect.EOF)
+        console.close()
     finally:
         status = stop(demo)
     assert status == 0
-    events = [r["event"] for r in audit(tmp_path / "state" / "audit.log")]
-    assert "auth_success" in events and "command" in events
-    assert password not in (tmp_path / "state" / "audit.log").read_text()
+    log = tmp_path / "state" / "audit.log"
+    events = [r["event"] for r in audit(log)]
+    assert "auth_success" in events and "command" in events and "console_command" in events
+    assert password not in log.read_text() and operator_password not in log.read_text()
+    journal = [json.loads(line) for line in (tmp_path / "state" / "patches.jsonl").read_text().splitlines()]
+    assert [(e["op"], e["user"]) for e in journal] == [("apply", "admin"), ("rollback", "operator")]

@@ -112,6 +112,34 @@ def test_passwd_command_reads_stdin_when_piped() -> None:
     assert "pa55" not in result.stdout + result.stderr
 
 
+def test_passwd_on_a_terminal_does_not_echo_and_asks_twice() -> None:
+    import io
+
+    import pexpect
+
+    child = pexpect.spawn(sys.executable, ["-m", "shellsvc", "passwd"], encoding="utf-8", timeout=60)
+    child.logfile_read = transcript = io.StringIO()
+    child.expect("Password: ")
+    child.sendline("typed secret")
+    child.expect("Again: ")
+    child.sendline("typed secret")
+    child.expect(r"(scrypt\$\S+)")
+    printed = child.match.group(1)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0 and verify_password("typed secret", printed)
+    assert "typed" not in transcript.getvalue()  # never echoed
+    mismatch = pexpect.spawn(sys.executable, ["-m", "shellsvc", "passwd"], encoding="utf-8", timeout=60)
+    mismatch.expect("Password: ")
+    mismatch.sendline("one")
+    mismatch.expect("Again: ")
+    mismatch.sendline("two")
+    mismatch.expect("the passwords differ; nothing printed")
+    mismatch.expect(pexpect.EOF)
+    mismatch.close()
+    assert mismatch.exitstatus == 1 and "scrypt$" not in mismatch.before
+
+
 async def test_host_key_is_private_and_stable_across_restarts(tmp_path: Path) -> None:
     cfg = config(tmp_path, {"alice": {"role": "admin", "password_hash": FAST_HASH}})
     async with running(cfg) as first:

@@ -69,25 +69,30 @@ async def test_namespace_persists_per_user_and_is_not_shared(tmp_path: Path) -> 
             assert (await again.run("secret")).stdout == "'alice-only'\n"
 
 
-async def test_operator_never_runs_python(tmp_path: Path) -> None:
+async def test_operator_gets_the_console_by_default_never_python(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     async with running(config(tmp_path, USERS)) as service:
         async with connect(service, "olga", password=PASSWORD) as conn:
             result = await conn.run(f"open({str(marker)!r}, 'w').write('x')")
-            assert result.exit_status == 1
-            assert "operator console is not available" in result.stderr
-            script = await conn.run(input=f"open({str(marker)!r}, 'w')\n")
-            assert script.exit_status == 1
+            assert result.exit_status == 2 and result.stdout == ""
+            assert result.stderr.startswith("error: unexpected '('") and "not Python" in result.stderr
+            script = await conn.run(input=f"status\nopen({str(marker)!r}, 'w')\n")
+            assert script.exit_status == 2 and script.stdout.startswith("uptime")
+            listed = await conn.run("help")
+            assert listed.exit_status == 0 and "plugins reload NAME" in listed.stdout
+            assert "audit tail" not in listed.stdout  # admins only
         assert not marker.exists()
-        assert len(events(service, "command_refused")) == 2
-        assert not events(service, "command")
+        denied = [e for e in events(service, "console_command") if e["denied"]]
+        assert [e["reason"] for e in denied] == ["bad input", "bad input"]
+        assert not events(service, "command")  # no Python command was ever started
 
 
 async def test_disconnect_cancels_the_running_command(tmp_path: Path) -> None:
     async with running(config(tmp_path, USERS)) as service:
         async with connect(service, "alice", password=PASSWORD) as conn:
             process = await conn.create_process("started = True\nwhile True: pass")
-            await wait_until(lambda: any(s.busy for s in service.engine.sessions()), what="command running")
+            # busy also means "queued": wait until the code really runs
+            await wait_until(lambda: service.engine.namespaces.get("alice").get("started"), what="command running")
         await wait_until(lambda: events(service, "session_close"), what="session closed")
         assert events(service, "session_close")[0]["reason"] == "disconnected"
         assert events(service, "command_result")[0]["status"] == "cancelled"
@@ -124,6 +129,16 @@ async def test_control_characters_are_escaped_in_the_audit_log(tmp_path: Path) -
         raw = service.config.server.audit_log_path.read_bytes()
         assert all(byte == 0x0A or 0x20 <= byte < 0x7F for byte in raw)
         assert events(service, "command")[0]["text"] == text  # escaped, not lost
+
+
+async def test_the_audit_record_is_written_before_the_command_runs(tmp_path: Path) -> None:
+    async with running(config(tmp_path, USERS)) as service:
+        log = service.config.server.audit_log_path
+        code = f"import json; print(json.loads(open({str(log)!r}).readlines()[-1])['text'][-11:])  # before-me"
+        async with connect(service, "alice", password=PASSWORD) as conn:
+            result = await conn.run(code)
+        assert (result.stdout, result.exit_status) == ("# before-me\n", 0)  # the running code read its own record
+        assert [e["status"] for e in events(service, "command_result")] == ["ok"]
 
 
 async def test_exec_with_pty_translates_newlines(tmp_path: Path) -> None:

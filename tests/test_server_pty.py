@@ -164,6 +164,7 @@ def test_exit_status_and_disconnect_cancels(server: ServiceThread, tmp_path: Pat
     child.expect(PROMPT)
     child.sendline("spinning = True")
     child.expect(PROMPT)
+    server.wait_until(lambda: "spinning" in server.service.engine.namespaces.get("alice"), what="spinning set")
     child.sendline("while spinning: pass")
     server.wait_until(lambda: any(s.busy for s in server.service.engine.sessions()), what="loop running")
     child.close(force=True)  # the client vanishes mid-command
@@ -192,19 +193,34 @@ def test_resize_reaches_the_session(server: ServiceThread, tmp_path: Path, users
     assert finish(child) == 0
 
 
-def test_operator_gets_the_placeholder_console(server: ServiceThread, tmp_path: Path,
-                                               users: dict[str, Path]) -> None:
+def test_operator_gets_the_console_with_completion_and_history(server: ServiceThread, tmp_path: Path,
+                                                               users: dict[str, Path]) -> None:
     marker = tmp_path / "operator-ran-python"
     child = ssh(server, tmp_path, users["olga"], "olga")
-    child.expect("operator console is not available yet")
-    child.expect("operator> ")
+    child.expect("allow-listed commands only")
+    child.expect("olga> ")
     child.sendline(f"open({str(marker)!r}, 'w')")
-    child.expect("error: the operator console is not available yet")
-    child.expect("operator> ")
-    child.sendline("exit")
+    child.expect("not Python")
+    child.expect("olga> ")
+    child.send("sta")
+    child.expect("Uptime, plugins and sessions")  # the completion menu, as you type
+    child.send("\t")  # Tab takes the completion
+    child.expect("tus")
+    child.send("\r")
+    child.expect("uptime ")
+    child.expect("olga> ")
+    child.send("\x1b[A")  # Up: the previous line comes back from the history
+    child.expect("status")
+    child.send("\x15exit\r")  # Ctrl-U clears it
     assert finish(child) == 0
     assert not marker.exists()
-    assert [e["event"] for e in events(server.service, "command_refused")] == ["command_refused"]
+    service = server.service
+    server.wait_until(lambda: events(service, "session_close"), what="session close audited")
+    commands = [(e["text"], e["denied"]) for e in events(service, "console_command")]
+    assert commands == [(f"open({str(marker)!r}, 'w')", True), ("status", False)]
+    assert not events(service, "command")  # no Python ran
+    history = (service.config.server.state_dir / "histories" / "olga.console-history").read_text()
+    assert "+status" in history
 
 
 def test_openssh_exec_and_piped_script(server: ServiceThread, tmp_path: Path, users: dict[str, Path]) -> None:

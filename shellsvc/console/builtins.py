@@ -201,10 +201,13 @@ async def plugins_reload(ctx: CommandContext, name: PluginName, *, force: bool =
 
     Unchanged files are not reloaded unless --force is given.
     """
+    runtime = _runtime(ctx)
+    before = {h.name: h.generation for h in runtime.handles()}
     handles = await _plugin_action(ctx, name, "reload-force" if force else "reload")
-    if not handles:
+    reloaded = [h for h in handles if before.get(h.name) != h.generation]
+    if not reloaded:
         return f"{name}: unchanged, not reloaded (use --force to reload anyway)"
-    return "\n".join(f"reloaded {h.name} (generation {h.generation}, {h.state})" for h in handles)
+    return "\n".join(f"reloaded {h.name} (generation {h.generation}, {h.state})" for h in reloaded)
 
 
 @command("plugins unload")

@@ -204,7 +204,8 @@ async def run_console(console: Console, *, history_file: Path | None = None, ban
     with app_session.input.raw_mode():
         while True:
             try:
-                line = await session.prompt_async()
+                # The loop's exception and SIGINT handlers belong to the host application.
+                line = await session.prompt_async(set_exception_handler=False, handle_sigint=False)
             except KeyboardInterrupt:
                 continue
             except EOFError:

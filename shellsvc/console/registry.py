@@ -266,7 +266,8 @@ def build_command(func: Callable[..., Any], *, path: tuple[str, ...] | None = No
     context_type = _context_type()
     params: list[Param] = []
     context_param: str | None = None
-    for parameter in signature.parameters.values():
+    parameters = [p for p in signature.parameters.values() if p.name not in _percall_keywords(func)]
+    for parameter in parameters:
         annotation = hints.get(parameter.name, inspect.Parameter.empty)
         if annotation is context_type:
             context_param = parameter.name
@@ -307,8 +308,17 @@ def build_command(func: Callable[..., Any], *, path: tuple[str, ...] | None = No
         description=description.strip(), context_param=context_param,
         is_async=inspect.iscoroutinefunction(target), blocking=spec.blocking, hidden=spec.hidden,
         audit_arguments=spec.audit_arguments, origin=origin,
-        call_layout=tuple((p.name, p.kind.name) for p in signature.parameters.values()),
+        call_layout=tuple((p.name, p.kind.name) for p in parameters),
     )
+
+
+def _percall_keywords(func: Callable[..., Any]) -> frozenset[str]:
+    """The per-call patch keywords a plugin method accepts (``decorator=``...): never command
+    arguments - an operator must not choose code to wrap around a call."""
+    from shellsvc.patching.instrument import PERCALL_KEYWORDS
+    from shellsvc.patching.plugin_methods import percall_ready
+
+    return frozenset(PERCALL_KEYWORDS) if percall_ready(func) else frozenset()
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """The operator role for the SSH service: a :class:`~shellsvc.server.RoleHandler` that
 gives every session channel a :class:`Console` and nothing else.
 
-    handler = OperatorConsole(runtime=runtime)
-    service = Service(namespace=..., runtime=runtime, config=..., operator_console=handler)
+The service builds one by default (``Service.console``) with its runtime, patch manager,
+session board and start time; ``Service(..., operator_console=handler)`` replaces it.
 
 PTY sessions get the prompt (:func:`run_console`) in their own prompt_toolkit app session;
 an exec request runs one command line (exit status = the command's); a script on stdin
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -72,35 +71,14 @@ class OperatorConsole:
 
     # -- RoleHandler -----------------------------------------------------------------------------
     async def interactive(self, ctx: SessionContext) -> int:
-        from prompt_toolkit.application.current import create_app_session
-        from prompt_toolkit.data_structures import Size
-        from prompt_toolkit.input import create_pipe_input
-        from prompt_toolkit.output.vt100 import Vt100_Output
+        from shellsvc.server.terminal import history_file_for, terminal_app_session
 
         from .prompt import run_console
 
         console = self._console_for(ctx)
-
-        def get_size() -> Size:
-            columns, rows = ctx.terminal_size()
-            return Size(rows=rows, columns=columns)
-
-        output = Vt100_Output(_ChannelStream(ctx), get_size, term=ctx.term_type, enable_cpr=False)  # type: ignore[arg-type]
-        with create_pipe_input() as pipe, self.board.opened(ctx.user, ctx.role, ctx.label, "pty", ctx.peer):
-            ctx.input_sink = pipe.send_text
-            try:
-                with create_app_session(input=pipe, output=output) as app_session:
-
-                    def resize() -> None:
-                        app = app_session.app
-                        if app is not None and app.is_running:
-                            app._on_resize()
-
-                    ctx.on_resize = resize
-                    return await run_console(console, history_file=_history_file(ctx.state_dir, ctx.user))
-            finally:
-                ctx.input_sink = None
-                ctx.on_resize = None
+        with self.board.opened(ctx.user, ctx.role, ctx.label, "pty", ctx.peer), terminal_app_session(ctx):
+            return await run_console(console, history_file=history_file_for(ctx.state_dir, ctx.user,
+                                                                             "console-history"))
 
     async def command(self, ctx: SessionContext, source: str, *, from_stdin: bool) -> int:
         console = self._console_for(ctx)
@@ -151,34 +129,3 @@ class OperatorConsole:
 
     def __repr__(self) -> str:
         return f"<OperatorConsole {len(self.registry)} commands, {len(self.board)} sessions open>"
-
-
-class _ChannelStream:
-    """The file-like object Vt100_Output renders into (used on the loop thread only)."""
-
-    def __init__(self, ctx: SessionContext) -> None:
-        self._ctx = ctx
-
-    def write(self, data: str) -> int:
-        self._ctx.stdout.write(data)
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def isatty(self) -> bool:
-        return True
-
-    @property
-    def encoding(self) -> str:
-        return "utf-8"
-
-
-def _history_file(state_dir: Path, user: str) -> Path:
-    """``<state_dir>/histories/<user>.console-history``: 0600 in a 0700 directory."""
-    directory = state_dir / "histories"
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = directory / f"{user}.console-history"
-    if not path.exists():
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-    return path

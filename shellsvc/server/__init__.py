@@ -10,7 +10,6 @@ from .authorized_keys import AuthorizedKeys, AuthorizedKeysError
 from .config import ConfigError, LimitsConfig, ServerConfig, ServiceConfig, UserConfig, load_config, parse_config
 from .context import RoleHandler, SessionContext
 from .hostkey import HostKeyError, load_or_create_host_key
-from .operator_placeholder import OperatorConsolePlaceholder
 from .passwords import hash_password, verify_password
 from .service import Service
 
@@ -22,7 +21,6 @@ __all__ = [
     "ConfigError",
     "HostKeyError",
     "LimitsConfig",
-    "OperatorConsolePlaceholder",
     "RoleHandler",
     "ServerConfig",
     "Service",

@@ -52,7 +52,8 @@ class AuditLog:
                 f"audit log {path} is accessible by group/others (mode {mode:04o}); run `chmod 600 {path}`")
 
     def write(self, event: str, **fields: Any) -> None:
-        """Record ``event`` now (synchronously: it is on disk before the caller proceeds)."""
+        """Record ``event`` now: written to the file before the caller proceeds, so a crash of
+        this process cannot lose it (no fsync per record: power loss can drop the last ones)."""
         record = {"ts": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
                   "event": event}
         for key, value in fields.items():

@@ -139,37 +139,52 @@ def _load_sample_app() -> ModuleType | None:
     return module
 
 
-def demo_config(state_dir: Path, port: int, password: str) -> ServiceConfig:
-    """The demo's config: one admin with a fresh one-time password, loopback only."""
-    admin = UserConfig(name="admin", role="admin", password_hash=parse_password_hash(hash_password(password)))
-    return ServiceConfig(server=ServerConfig(host="127.0.0.1", port=port, state_dir=state_dir),
-                         source="shellsvc demo").with_user(admin)
+def demo_config(state_dir: Path, port: int, passwords: dict[str, str]) -> ServiceConfig:
+    """The demo's config, loopback only: ``passwords`` maps each demo user - ``admin`` (Python)
+    and ``operator`` (the console) - to a fresh one-time password."""
+    config = ServiceConfig(server=ServerConfig(host="127.0.0.1", port=port, state_dir=state_dir),
+                           source="shellsvc demo")
+    for name, password in passwords.items():
+        config = config.with_user(UserConfig(name=name, role=name,
+                                             password_hash=parse_password_hash(hash_password(password))))
+    return config
+
+
+def _ssh_line(known_hosts: Path, port: int, user: str) -> str:
+    return f"ssh -o UserKnownHostsFile={known_hosts} -p {port} {user}@127.0.0.1"
 
 
 async def _demo(args: argparse.Namespace, state_dir: Path) -> None:
     sample = _load_sample_app()
     runtime = await sample.build_runtime() if sample is not None else None
-    password = secrets.token_urlsafe(12)
+    passwords = {"admin": secrets.token_urlsafe(12), "operator": secrets.token_urlsafe(12)}
     try:
-        service = Service(runtime=runtime, config=demo_config(state_dir, args.port, password))
+        service = Service(runtime=runtime, config=demo_config(state_dir, args.port, passwords))
         try:
             await service.start()
         except OSError as exc:
             if args.port == 0:
                 raise
             log.warning("%s; using a free port instead", exc)
-            service = Service(runtime=runtime, config=demo_config(state_dir, 0, password))
+            service = Service(runtime=runtime, config=demo_config(state_dir, 0, passwords))
             await service.start()
         try:
             known_hosts = state_dir / "known_hosts"
             known_hosts.write_text(service.known_hosts_line())
-            print(f"shellsvc demo: the sample app is running with an SSH shell on 127.0.0.1:{service.port}\n"
+            port = service.port
+            assert port is not None
+            print(f"shellsvc demo: the sample app is running with an SSH shell on 127.0.0.1:{port}\n"
                   f"  host key  {service.host_key_fingerprint}\n"
                   f"  user      admin\n"
-                  f"  password  {password}   (one-time: valid until this demo stops)\n\n"
+                  f"  password  {passwords['admin']}   (one-time: valid until this demo stops)\n\n"
                   f"Paste:\n\n"
-                  f"  ssh -o UserKnownHostsFile={known_hosts} -p {service.port} admin@127.0.0.1\n\n"
-                  f"Try `plugins`, `runtime`, `1 + 1`. Audit log: {service.config.server.audit_log_path}\n"
+                  f"  {_ssh_line(known_hosts, port, 'admin')}\n\n"
+                  f"Try `counter.increment(41) + 1`, `cmd('plugins list')`, `patches()`.\n\n"
+                  f"The operator console (allow-listed commands, never Python): user operator, "
+                  f"password {passwords['operator']}\n\n"
+                  f"  {_ssh_line(known_hosts, port, 'operator')}\n\n"
+                  f"Try `help`, `counter increment 5`, `plugins reload ticker`.\n"
+                  f"Audit log: {service.config.server.audit_log_path}\n"
                   f"Ctrl-C here stops the demo.", flush=True)
             await _wait_for_stop_signal()
         finally:

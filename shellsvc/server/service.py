@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
+from shellsvc.console import CommandRegistry, OperatorConsole, SessionBoard
 from shellsvc.engine import Engine, NamespaceRegistry
+from shellsvc.patching import PatchManager, default_manager, set_default_manager
 
 from .audit import AuditLog
 from .auth import ShellServer
@@ -27,7 +30,7 @@ from .context import RoleHandler
 from .execution import PythonHandler
 from .hostkey import ensure_private_dir, load_or_create_host_key
 from .limits import SessionCounter, SourcePenalties, StartupGate
-from .operator_placeholder import OperatorConsolePlaceholder
+from .names import AdminNames
 from .passwords import DUMMY_HASH, PasswordHash
 from .sessions import ChannelSession
 
@@ -65,21 +68,38 @@ class Service:
 
     ``namespace`` seeds each user's namespace: a mapping, a ``callable(user) -> mapping``
     or a ready :class:`~shellsvc.engine.NamespaceRegistry`. ``runtime`` (a
-    :class:`shellsvc.Runtime`) is offered as ``runtime`` and ``plugins`` and its events
-    are audited. ``config`` is a :class:`ServiceConfig`, a TOML path or a mapping.
+    :class:`shellsvc.Runtime`) is offered as ``runtime`` and ``plugins``, its plugins'
+    commands and shell names are offered too, and its events are audited. ``config`` is a
+    :class:`ServiceConfig`, a TOML path or a mapping.
+
+    Operators get the console of ``commands`` (default: the built-ins; add the app's own
+    with ``@registry.command``). Admins get Python, with ``cmd(...)`` for the same commands
+    and the patch tools on :attr:`patches` (default: a :class:`~shellsvc.patching.PatchManager`
+    journalling to the state directory, also installed as the process's default manager
+    while the service runs). ``operator_console`` replaces the operator role's handler.
     """
 
     def __init__(self, namespace: Any = None, runtime: Runtime | None = None, config: ConfigArg = None, *,
-                 engine: Engine | None = None, operator_console: RoleHandler | None = None) -> None:
+                 engine: Engine | None = None, commands: CommandRegistry | None = None,
+                 patches: PatchManager | None = None, operator_console: RoleHandler | None = None) -> None:
         self.config = _coerce_config(config)
         self.runtime = runtime
         self._namespace_seed = namespace
         self._engine = engine
         self._owns_engine = False
+        self.patches: PatchManager | None = patches
+        self._owns_patches = patches is None
+        self._previous_default_patches: PatchManager | None = None
+        self.started_at: float | None = None
+        self.board = SessionBoard()
+        #: The console behind the operator role and admins' ``cmd(...)``.
+        self.console = OperatorConsole(commands, runtime=runtime, patches=patches, board=self.board)
         self.handlers: dict[str, RoleHandler] = {
             "admin": PythonHandler(),
-            "operator": operator_console or OperatorConsolePlaceholder(),
+            "operator": operator_console or self.console,
         }
+        self.admin_names: AdminNames | None = None
+        self._plugin_modules: dict[str, str] = {}
         limits = self.config.limits
         self.penalties = SourcePenalties(minimum=limits.penalty_min, maximum=limits.penalty_max,
                                          exempt=limits.penalty_exempt)
@@ -136,9 +156,18 @@ class Service:
         ensure_private_dir(server.state_dir)
         self.host_key = load_or_create_host_key(server.host_key_path)
         self._audit = AuditLog(server.audit_log_path)
+        self.started_at = self.console.started_at = time.time()
+        if self._owns_patches:
+            self.patches = PatchManager(server.state_dir)
+        assert self.patches is not None
+        self.console.patches = self.patches
         if self._engine is None:
             self._owns_engine = True
             self._engine = Engine(self._make_namespaces(), loop=loop, max_running=limits.max_running_commands)
+        elif self.runtime is not None:
+            self._engine.namespaces.add_names(self._runtime_names())
+        self.admin_names = AdminNames(self._engine.namespaces, patches=self.patches, runtime=self.runtime,
+                                      console_for=self._admin_console, loop=loop)
         if not self.config.users:
             log.warning("no users configured in %s: nobody can log in", self.config.source)
         try:
@@ -159,8 +188,11 @@ class Service:
             self._audit.close()
             raise OSError(exc.errno, f"cannot listen on {server.host}:{server.port}: {exc.strerror}") from exc
         self.port = self._acceptor.get_port()
+        self._previous_default_patches = set_default_manager(self.patches)
         if self.runtime is not None:
-            self._subscription = self.runtime.subscribe(self._audit_runtime_event)
+            self._subscription = self.runtime.subscribe(self._on_runtime_event)
+            self._remember_plugin_modules()
+            self.admin_names.sync_plugins()
         self.audit.write("service_start", host=server.host, port=self.port,
                          host_key_fingerprint=self.host_key_fingerprint, config=self.config.source,
                          users=sorted(self.config.users))
@@ -192,6 +224,9 @@ class Service:
         if self._subscription is not None:
             self._subscription.close()
             self._subscription = None
+        if self._previous_default_patches is not None and default_manager() is self.patches:
+            set_default_manager(self._previous_default_patches)
+        self._previous_default_patches = None
         self.audit.write("service_stop", port=self.port)
         self.audit.close()  # kept: a straggling callback's event is logged as dropped, not raised
 
@@ -216,6 +251,8 @@ class Service:
             raise asyncssh.ChannelOpenError(
                 asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
                 f"too many open sessions for {user.name} (limit {self.session_counter.maximum})")
+        if user.role == "admin" and self.admin_names is not None:
+            self.admin_names.prepare(user.name)
         session = ChannelSession(self, server, self.handlers[user.role])
         self._sessions.add(session)
         return session
@@ -233,15 +270,41 @@ class Service:
         else:
             registry = NamespaceRegistry(seed)
         if self.runtime is not None:
-            registry.add_names({"runtime": self.runtime, "plugins": self.runtime.plugins})
+            registry.add_names(self._runtime_names())
         return registry
 
-    def _audit_runtime_event(self, event: RuntimeEvent) -> None:
-        if self._audit is None:
+    def _runtime_names(self) -> dict[str, Any]:
+        assert self.runtime is not None
+        return {"runtime": self.runtime, "plugins": self.runtime.plugins}
+
+    def _admin_console(self, user: str) -> Any:
+        """The console behind ``cmd(...)`` in an admin's namespace."""
+        return self.console.console(user, "admin", session=f"{user}/python", engine=self._engine, audit=self._audit)
+
+    def _on_runtime_event(self, event: RuntimeEvent) -> None:
+        """Audit a plugin event, retire patches of replaced code, refresh admins' plugin names."""
+        if self._audit is not None:
+            self._audit.write("runtime_" + event.kind, plugin=event.name,
+                              path=str(event.path) if event.path else None, generation=event.generation,
+                              error=str(event.error) if event.error else None)
+        if event.kind in ("reloaded", "unloaded") and event.name in self._plugin_modules:
+            self._supersede_patches(event.name, self._plugin_modules[event.name], event.kind)
+        self._remember_plugin_modules()
+        if self.admin_names is not None:
+            self.admin_names.sync_plugins()
+
+    def _remember_plugin_modules(self) -> None:
+        """Plugin name -> module, as it was before the next event (an unloaded handle is gone)."""
+        if self.runtime is not None:
+            self._plugin_modules = {h.name: h.module for h in self.runtime.handles()}
+
+    def _supersede_patches(self, plugin: str, module: str, kind: str) -> None:
+        """The plugin's old module no longer runs: its patches must not be re-applied over the new code."""
+        if self.patches is None:
             return
-        self._audit.write("runtime_" + event.kind, plugin=event.name,
-                          path=str(event.path) if event.path else None, generation=event.generation,
-                          error=str(event.error) if event.error else None)
+        retired = self.patches.supersede(module, reason=f"plugin {plugin} {kind}")
+        if retired and self._audit is not None:
+            self._audit.write("patches_superseded", plugin=plugin, module=module, ids=retired, reason=kind)
 
     def __repr__(self) -> str:
         state = f"listening on {self.host}:{self.port}" if self._acceptor else "stopped"

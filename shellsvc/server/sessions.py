@@ -3,7 +3,9 @@
 PTY + shell: the role's interactive handler (the REPL for admins). Exec request, or a
 ``command=`` forced by the user's key: one command. Shell without a PTY
 (``ssh host < script.py``): the channel's input is read to EOF and run as a script.
-Closing the channel or losing the connection cancels whatever the session was running.
+The ``shellsvc`` subsystem: the client protocol (:mod:`.subsystem`). The ``sftp``
+subsystem or an ``scp`` command: handed to asyncssh's SFTP/scp server jailed in the
+patches directory (:mod:`.upload`, admins only). Closing the channel or losing the connection cancels whatever the session was running.
 """
 
 from __future__ import annotations
@@ -12,12 +14,16 @@ import asyncio
 import itertools
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
+from shellsvc.protocol import SUBSYSTEM
+
 from .channelio import ChannelInput, ChannelOutput
 from .context import RoleHandler, SessionContext
+from .subsystem import SubsystemSession
+from .upload import open_upload
 
 if TYPE_CHECKING:
     from .auth import ShellServer
@@ -50,6 +56,9 @@ class ChannelSession(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self._task: asyncio.Task[None] | None = None
         self._early_input: list[str] = []
         self._early_eof = False
+        self._wants_subsystem = False
+        self._subsystem: SubsystemSession | None = None  # the shellsvc protocol (subsystem.py)
+        self._inner: asyncssh.SSHServerSession[Any] | None = None  # sftp/scp, served by upload.py
         self._opened = time.monotonic()
 
     # -- requests (before the session starts) ------------------------------------------------
@@ -70,11 +79,29 @@ class ChannelSession(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         return self._start(None)
 
     def exec_requested(self, command: str) -> bool:
+        if command.startswith("scp ") and not self._forced():
+            return self._hand_over(command)
         return self._start(command)
 
     def subsystem_requested(self, subsystem: str) -> bool:
+        if self._forced():
+            return self._start(None)  # a key's command= wins over subsystems too, as in OpenSSH
+        if subsystem == SUBSYSTEM:
+            self._wants_subsystem = True
+            return True
+        if subsystem == "sftp":
+            return self._hand_over("sftp")
         self._service.audit.write("subsystem_refused", user=self.user, session=self.label, subsystem=subsystem)
         return False
+
+    def _forced(self) -> bool:
+        return self._server.grant is not None and self._server.grant.forced_command is not None
+
+    def _hand_over(self, request: str) -> bool:
+        """SFTP/scp: an upload session (admins only) serves this channel from now on."""
+        assert self._chan is not None
+        self._inner = open_upload(self._service, self._chan, self.user, self.role, self.label, request)
+        return self._inner is not None
 
     def _start(self, command: str | None) -> bool:
         grant = self._server.grant
@@ -86,6 +113,9 @@ class ChannelSession(asyncssh.SSHServerSession):  # type: ignore[type-arg]
 
     # -- running --------------------------------------------------------------------------------
     def session_started(self) -> None:
+        if self._inner is not None:
+            self._inner.session_started()
+            return
         chan = self._chan
         assert chan is not None
         loop = asyncio.get_running_loop()
@@ -100,11 +130,15 @@ class ChannelSession(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             term_type=self._term_type, original_command=self._original_command,
         )
         self._ctx = ctx
+        if self._wants_subsystem:
+            self._subsystem = SubsystemSession(ctx, service)  # takes the channel's input from here on
         for data in self._early_input:
             ctx.feed(data)
         if self._early_eof:
             ctx.stdin.feed_eof()
-        if self._command is not None and self._command.strip():
+        if self._subsystem is not None:
+            kind = "subsystem"
+        elif self._command is not None and self._command.strip():
             kind = "exec"
         elif self._command is None and terminal:
             kind = "pty"
@@ -121,6 +155,9 @@ class ChannelSession(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         try:
             if kind == "pty":
                 status = await self._handler.interactive(ctx)
+            elif kind == "subsystem":
+                assert self._subsystem is not None
+                status = await self._subsystem.run()
             elif kind == "exec":
                 assert self._command is not None
                 status = await self._handler.command(ctx, self._command, from_stdin=False)
@@ -154,6 +191,9 @@ class ChannelSession(asyncssh.SSHServerSession):  # type: ignore[type-arg]
 
     # -- events from the client ------------------------------------------------------------------
     def data_received(self, data: str, datatype: asyncssh.DataType) -> None:
+        if self._inner is not None:
+            self._inner.data_received(data, datatype)
+            return
         if self._ctx is None:
             self._early_input.append(data)
             return
@@ -164,6 +204,8 @@ class ChannelSession(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             self._ctx.feed(data)
 
     def eof_received(self) -> bool:
+        if self._inner is not None:
+            return bool(self._inner.eof_received())
         if self._ctx is None:
             self._early_eof = True
         else:
@@ -184,16 +226,22 @@ class ChannelSession(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         return True
 
     def pause_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.pause_writing()
         if self._ctx is not None:
             self._ctx.stdout.pause()
             self._ctx.stderr.pause()
 
     def resume_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.resume_writing()
         if self._ctx is not None:
             self._ctx.stdout.resume()
             self._ctx.stderr.resume()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._inner is not None:
+            self._inner.connection_lost(exc)
         ctx = self._ctx
         if ctx is not None:
             ctx.stdout.close()

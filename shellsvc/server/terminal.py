@@ -1,83 +1,91 @@
-"""Line input on a raw PTY channel, for consoles that do not need prompt_toolkit.
+"""A prompt_toolkit app session on one PTY channel, and its history file: the REPL and the
+operator console use both.
 
-With a PTY the client's terminal is in raw mode: nothing is echoed or edited unless
-the server does it. The Python REPL uses prompt_toolkit; simple line consoles (the
-operator placeholder) use this small editor.
+Each channel gets its own pipe input, Vt100 output and AppSession, and the application is
+awaited inside that AppSession on the event loop (never ``in_thread``), so concurrent users
+cannot cross-wire (the ptpython #561 failure). Window-size changes re-render the running
+application.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
-__all__ = ["TerminalLineEditor"]
+from prompt_toolkit.application.current import create_app_session
+from prompt_toolkit.data_structures import Size
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output.vt100 import Vt100_Output
+
+from .context import SessionContext
+
+__all__ = ["history_file_for", "terminal_app_session"]
 
 
-class TerminalLineEditor:
-    """Echo, backspace, Enter, Ctrl-C (interrupt), Ctrl-D (end of input) and Ctrl-U."""
+class _ChannelStream:
+    """The file-like object Vt100_Output renders into (used on the loop thread only)."""
 
-    def __init__(self, write: Callable[[str], object], *, on_interrupt: Callable[[], object] | None = None) -> None:
-        self._write = write
-        self._on_interrupt = on_interrupt
-        self._chars: list[str] = []
-        self._pending: asyncio.Future[str | None] | None = None
-        self._typeahead: list[str] = []
-        self._in_escape = False
+    def __init__(self, ctx: SessionContext) -> None:
+        self._ctx = ctx
+
+    def write(self, data: str) -> int:
+        self._ctx.stdout.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True
 
     @property
-    def active(self) -> bool:
-        return self._pending is not None and not self._pending.done()
+    def encoding(self) -> str:
+        return "utf-8"
 
-    async def readline(self, prompt: str = "") -> str | None:
-        """One line without its newline; None when the user pressed Ctrl-D on an empty line."""
-        if self.active:
-            raise RuntimeError("a line is already being read on this terminal")
-        if prompt:
-            self._write(prompt)
-        self._chars = []
-        self._pending = asyncio.get_running_loop().create_future()
-        typeahead, self._typeahead = "".join(self._typeahead), []
-        if typeahead:
-            self.feed(typeahead)
+
+@contextlib.contextmanager
+def terminal_app_session(ctx: SessionContext, *, on_input: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Within the ``with`` block the current prompt_toolkit app session is ``ctx``'s terminal.
+
+    What the client types goes to the app's input; ``on_input`` sees it first (the REPL
+    uses it to interrupt a running command on Ctrl-C).
+    """
+
+    def get_size() -> Size:
+        columns, rows = ctx.terminal_size()
+        return Size(rows=rows, columns=columns)
+
+    output = Vt100_Output(_ChannelStream(ctx), get_size, term=ctx.term_type, enable_cpr=False)  # type: ignore[arg-type]
+    with create_pipe_input() as pipe:
+
+        def feed(data: str) -> None:
+            if on_input is not None:
+                on_input(data)
+            pipe.send_text(data)
+
+        ctx.input_sink = feed
         try:
-            return await self._pending
-        finally:
-            self._pending = None
+            with create_app_session(input=pipe, output=output) as app_session:
 
-    def feed(self, data: str) -> None:
-        if not self.active:
-            self._typeahead.append(data)
-            return
-        for index, char in enumerate(data):
-            pending = self._pending
-            if pending is None or pending.done():
-                self._typeahead.append(data[index:])
-                return
-            if self._in_escape:
-                self._in_escape = not (char.isalpha() or char == "~")
-            elif char == "\x1b":
-                self._in_escape = True  # arrow keys and the like: not part of a line
-            elif char in "\r\n":
-                self._write("\r\n")
-                pending.set_result("".join(self._chars))
-            elif char == "\x03":
-                self._write("^C\r\n")
-                self._chars = []
-                if self._on_interrupt is not None:
-                    self._on_interrupt()
-            elif char == "\x04":
-                if not self._chars:
-                    self._write("\r\n")
-                    pending.set_result(None)
-            elif char in "\x7f\x08":
-                if self._chars:
-                    self._chars.pop()
-                    self._write("\b \b")
-            elif char == "\x15":
-                self._write("\b \b" * len(self._chars))
-                self._chars = []
-            elif ord(char) < 32 and char != "\t":
-                continue  # other controls are not part of a line
-            else:
-                self._chars.append(char)
-                self._write(char)
+                def resize() -> None:
+                    app = app_session.app
+                    if app is not None and app.is_running:
+                        app._on_resize()
+
+                ctx.on_resize = resize
+                yield
+        finally:
+            ctx.input_sink = None
+            ctx.on_resize = None
+
+
+def history_file_for(state_dir: Path, user: str, suffix: str = "history") -> Path:
+    """``<state_dir>/histories/<user>.<suffix>``, created private (0600 in a 0700 directory)."""
+    directory = state_dir / "histories"
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = directory / f"{user}.{suffix}"
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    return path
