@@ -67,8 +67,30 @@ class Countdown:
         return self.n
 
 
+class Ticker:
+    """A picklable asynchronous iterator (for ``async for``)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.i = 0
+
+    def __aiter__(self) -> "Ticker":
+        return self
+
+    async def __anext__(self) -> int:
+        await asyncio.sleep(0)
+        if self.i >= self.n:
+            raise StopAsyncIteration
+        self.i += 1
+        return self.i
+
+
 def scale(value: Any, factor: int = 10) -> Any:
     return value * factor
+
+
+def combine(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
+    return args, tuple(sorted(kwargs.items()))
 
 
 # ---------------------------------------------------------------- loops
@@ -197,6 +219,32 @@ def accumulator():
 
 
 @resumable
+def running_sums():
+    """Endless; ``total`` is always the sum of 0..i at a yield (for the threaded snapshot test)."""
+    total = 0
+    i = 0
+    while True:
+        yield total
+        i += 1
+        pause()  # a Python call: another thread may take over between the two updates
+        total += i
+
+
+@resumable
+def counting_items(items):
+    """``seen`` plus what the loop iterator has left is constant at a yield (threaded copy test)."""
+    seen = 0
+    for _ in items:
+        seen += 1
+        pause()
+        yield seen
+
+
+def pause() -> None:
+    """Does nothing; calling it is a point where the interpreter may switch threads."""
+
+
+@resumable
 def send_in_for_loop(n):
     got = []
     for i in range(n):
@@ -219,6 +267,14 @@ def augmented_yield():
     acc += yield acc
     acc *= yield acc
     return acc
+
+
+@resumable
+def yields_in_calls_and_containers(table):
+    call = combine(*(yield "args?"), key=(yield "kw?"))
+    item = table[(yield "index?")]
+    mapping = {"k": (yield "value?"), (yield "key?"): 1}
+    yield [call, item, mapping, {(yield "set?")}]
 
 
 @resumable
@@ -374,6 +430,66 @@ def return_through_finally():
 
 
 @resumable
+def jumps_through_yielding_finally(n):
+    for i in range(n):
+        try:
+            if i == 2:
+                return ("returned", i)
+            command = yield i
+            if command == "break":
+                break
+            if command == "continue":
+                continue
+            note(("body-done", i))
+        finally:
+            got = yield ("finally", i)
+            note(("cleanup", i, got))
+    else:
+        yield "loop-else"
+    yield "after-loop"
+
+
+@resumable
+def return_through_two_yielding_finally():
+    try:
+        try:
+            yield "inner-body"
+            return (yield "return-value?")
+        finally:
+            yield "inner-finally"
+    finally:
+        yield "outer-finally"
+        note("outer-finally-done")
+
+
+@resumable
+def return_in_yielding_finally():
+    try:
+        yield "body"
+        raise Boom("swallowed by return")
+    finally:
+        yield "finally"
+        return "from-finally"
+
+
+@resumable
+def jump_from_handler_through_yielding_finally(items):
+    for item in items:
+        try:
+            try:
+                yield item
+                raise Boom(item)
+            except Boom as exc:
+                if str(exc) == "b":
+                    break
+                yield ("handled", str(exc))
+                continue
+        finally:
+            yield ("finally", item)
+    yield "end"
+
+
+@resumable
 def nested_try(depth):
     try:
         try:
@@ -451,6 +567,21 @@ def delegate_to_list():
     return "lists"
 
 
+def native_sub(n):
+    """Not decorated: copies of a generator delegating to it capture it (see state._detach)."""
+    for i in range(n):
+        got = yield ("native", i)
+        if got is not None:
+            note(("native-got", got))
+    return "native-done"
+
+
+@resumable
+def delegate_to_native(n):
+    result = yield from native_sub(n)
+    yield result
+
+
 @resumable
 def delegate_close_forwarding():
     try:
@@ -498,6 +629,43 @@ def make_closure_generator(prefix):
 
 
 closure_generator = make_closure_generator("p-")
+#: Same code, other closure: each decorated closure keeps its own cells.
+closure_generator_q = make_closure_generator("q-")
+
+
+#: How often :func:`make_late_counter` ran in this process.
+LATE_FACTORY_CALLS = [0]
+
+
+def make_late_counter(prefix):
+    """Never called at import: a pickle of its generator must load before it ever ran."""
+    LATE_FACTORY_CALLS[0] += 1
+
+    @resumable
+    def late(n):
+        total = 0
+        for i in range(n):
+            total += i
+            yield f"{prefix}{i}:{total}"
+
+    return late
+
+
+def make_recursive_walker(label):
+    """A closure that recurses through its own free variable."""
+
+    @resumable
+    def walk(tree):
+        if isinstance(tree, list):
+            for child in tree:
+                yield from walk(child)
+        else:
+            yield (label, tree)
+
+    return walk
+
+
+walker = make_recursive_walker("leaf")
 
 
 class Machine:
@@ -512,6 +680,19 @@ class Machine:
         for _ in range(steps):
             command = yield state
             state = (state, command)
+
+    @resumable
+    @staticmethod
+    def countdown(n):
+        while n:
+            n -= 1
+            yield n
+
+    @resumable
+    @classmethod
+    def named(cls, names):
+        for name in names:
+            yield f"{cls.__name__}.{name}"
 
 
 # ---------------------------------------------------------------- async
@@ -544,6 +725,47 @@ async def async_try():
         yield "async-caught"
     finally:
         note("async-finally")
+
+
+@resumable
+async def async_for_loop(n):
+    async for tick in Ticker(n):
+        command = yield tick
+        if command == "stop":
+            break
+    else:
+        yield "async-for-else"
+    yield "after"
+
+
+@resumable
+async def async_jumps_through_finally(n):
+    for i in range(n):
+        try:
+            if i == 1:
+                continue
+            await asyncio.sleep(0)
+            yield i
+            if i == 2:
+                return
+        finally:
+            yield ("finally", i)
+            note(("async-cleanup", i))
+    yield "unreachable"
+
+
+@resumable
+def delegate_with_expression_result():
+    total = (yield from sub_generator(2))[1] + 100
+    yield total
+    empty = yield from empty_delegate()
+    return (total, empty)
+
+
+@resumable
+def empty_delegate():
+    return "empty-return"
+    yield  # noqa: makes this a generator
 
 
 # ---------------------------------------------------------------- the case table
@@ -588,6 +810,12 @@ CASES = [
     _c("yields_in_expressions", yields_in_expressions, 3, ops=[NEXT, ("send", 2), ("send", "L"), ("send", 4), ("send", 5), NEXT, NEXT]),
     _c("augmented_yield", augmented_yield, ops=[NEXT, ("send", 5), ("send", 3), NEXT]),
     _c("nested_yield", nested_yield, ops=[NEXT, ("send", "outer"), ("send", "final"), NEXT]),
+    _c(
+        "yields_in_calls_and_containers",
+        yields_in_calls_and_containers,
+        {"i": "item"},
+        ops=[NEXT, ("send", (1, 2)), ("send", "K"), ("send", "i"), ("send", "V"), ("send", "key"), ("send", "S"), NEXT],
+    ),
     _c("yield_in_condition_true", yield_in_condition, ops=[NEXT, ("send", 1), NEXT, NEXT]),
     _c("yield_in_condition_false", yield_in_condition, ops=[NEXT, ("send", 0), NEXT]),
     _c("comprehension_user", comprehension_user, 4),
@@ -610,6 +838,15 @@ CASES = [
     _c("return_through_finally", return_through_finally),
     _c("return_through_finally_close", return_through_finally, ops=[NEXT, ("close",)]),
     _c("nested_try", nested_try, 1),
+    _c("return_through_yielding_finally", jumps_through_yielding_finally, 4),
+    _c("break_through_yielding_finally", jumps_through_yielding_finally, 4, ops=[NEXT, NEXT, ("send", "break"), ("send", "b"), NEXT, NEXT]),
+    _c("continue_through_yielding_finally", jumps_through_yielding_finally, 2, ops=[NEXT, ("send", "continue"), NEXT, ("send", "c"), NEXT, NEXT]),
+    _c("throw_into_yielding_finally_body", jumps_through_yielding_finally, 3, ops=[NEXT, ("throw", "Boom", "t"), ("send", "x"), NEXT]),
+    _c("close_in_yielding_finally", jumps_through_yielding_finally, 3, ops=[NEXT, NEXT, ("close",), NEXT]),
+    _c("loop_else_after_yielding_finally", jumps_through_yielding_finally, 2),
+    _c("return_through_two_yielding_finally", return_through_two_yielding_finally, ops=[NEXT, NEXT, ("send", "R"), NEXT, NEXT, NEXT]),
+    _c("return_in_yielding_finally", return_in_yielding_finally),
+    _c("jump_from_handler_through_yielding_finally", jump_from_handler_through_yielding_finally, ["a", "b", "c"]),
     _c("with_block", with_block, "cm"),
     _c("with_block_throw", with_block, "cm", ops=[NEXT, ("throw", "Boom", "in-with"), NEXT]),
     _c("with_block_close", with_block, "cm", ops=[NEXT, NEXT, ("close",)]),
@@ -623,16 +860,59 @@ CASES = [
     _c("pep380_return_value", delegating_twice),
     _c("pep380_iterators_without_throw", delegate_to_list),
     _c("pep380_throw_into_plain_iterator", delegate_to_list, ops=[NEXT, ("throw", "Boom", "plain"), NEXT]),
+    _c("pep380_send_to_iterator_without_send", delegate_to_list, ops=[NEXT, ("send", "no-send"), NEXT]),
+    _c("pep380_close_plain_iterator", delegate_to_list, ops=[NEXT, NEXT, ("close",), NEXT]),
+    _c("pep380_native_delegate_captured", delegate_to_native, 3, ops=[NEXT, ("send", "x"), NEXT, NEXT, NEXT, NEXT]),
+    _c("pep380_result_in_expression_and_empty_delegate", delegate_with_expression_result),
+    _c("pep380_throw_stopiteration_value", delegate_with_expression_result, ops=[NEXT, ("throw", "Boom", "x"), NEXT, NEXT, NEXT]),
     _c("tree_walk_recursion", tree_walk, [1, [2, [3, 4]], 5]),
     _c("recursive_countdown", recursive_countdown, 3),
     _c("closure_and_lambda", closure_and_lambda, 5, tags={"unpicklable-local-function"}),
     _c("closure_generator", closure_generator, 3),
+    _c("closure_generator_same_code_other_cells", closure_generator_q, 3),
+    _c("recursive_closure", walker, [1, [2, [3]], 4], tags={"unpicklable-local-function"}),
     _c("method_generator", machine.run, 3, ops=[NEXT, ("send", "go"), ("send", "stop"), ("send", "x"), NEXT]),
+    _c("staticmethod_generator", Machine.countdown, 3),
+    _c("classmethod_generator", Machine.named, ["a", "b"]),
     _c("async_counter", async_counter, 3, ops=[NEXT, ("send", "hi"), NEXT, NEXT, NEXT], is_async=True),
     _c("async_with_block", async_with_block, is_async=True),
     _c("async_try_throw", async_try, ops=[NEXT, ("throw", "Boom", "a"), NEXT, NEXT], is_async=True),
     _c("async_try_close", async_try, ops=[NEXT, ("close",), NEXT], is_async=True),
+    _c("async_for_loop", async_for_loop, 3, is_async=True),
+    _c("async_for_break", async_for_loop, 3, ops=[NEXT, ("send", "stop"), NEXT, NEXT], is_async=True),
+    _c("async_for_throw", async_for_loop, 3, ops=[NEXT, ("throw", "Boom", "af"), NEXT], is_async=True),
+    _c("async_jumps_through_finally", async_jumps_through_finally, 4, is_async=True),
+    _c("async_close_in_finally", async_jumps_through_finally, 4, ops=[NEXT, NEXT, ("close",), NEXT], is_async=True),
 ]
 
 CASES_BY_NAME = {case.name: case for case in CASES}
 assert len(CASES_BY_NAME) == len(CASES), "duplicate case names"
+
+#: Which cases cover each construct issue #7 lists (checked by test_the_harness_covers_enough_cases).
+COVERAGE = {
+    "for/while with else": ["for_else", "for_break_else_exhausted", "while_else", "async_for_loop"],
+    "break/continue": ["for_break_else_break", "for_continue", "while_break", "async_for_break"],
+    "nested loops": ["nested_loops", "jump_from_handler_through_yielding_finally"],
+    "try/except/else/finally with yields": ["try_ok", "try_fail", "try_throw_into_body", "yield_in_finally", "nested_try"],
+    "break/continue/return through finally": [
+        "break_through_finally",
+        "continue_through_finally",
+        "return_through_finally",
+        "return_through_yielding_finally",
+        "break_through_yielding_finally",
+        "continue_through_yielding_finally",
+        "return_through_two_yielding_finally",
+        "async_jumps_through_finally",
+    ],
+    "with blocks whose managers pickle": ["with_block", "with_two_managers", "with_block_close", "async_with_block"],
+    "x = yield": ["accumulator", "send_in_for_loop", "while_yield_condition"],
+    "yields inside expressions": ["yields_in_expressions", "yields_in_calls_and_containers", "nested_yield", "augmented_yield"],
+    "yield from": ["delegating", "delegating_send", "pep380_iterators_without_throw", "pep380_native_delegate_captured"],
+    "PEP 380 throw/close forwarding": ["pep380_throw_caught_by_delegate", "pep380_throw_uncaught", "pep380_close_forwarding"],
+    "PEP 380 return value": ["pep380_return_value", "pep380_result_in_expression_and_empty_delegate"],
+    "return values": ["returns_value", "early_return"],
+    "recursion": ["tree_walk_recursion", "recursive_countdown", "recursive_closure"],
+    "closures": ["closure_generator", "closure_generator_same_code_other_cells", "closure_and_lambda"],
+    "comprehensions": ["comprehension_user"],
+    "async generators": ["async_counter", "async_try_throw", "async_try_close", "async_close_in_finally"],
+}

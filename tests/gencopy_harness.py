@@ -8,6 +8,7 @@ module runs in a fresh subprocess (:func:`subprocess_main`) to check pickles the
 from __future__ import annotations
 
 import builtins
+import inspect
 import pickle
 import subprocess
 import sys
@@ -62,6 +63,31 @@ def apply(gen: Any, op: tuple[Any, ...], is_async: bool) -> Outcome:
         EVENTS.clear()
 
 
+def introspect(gen: Any, is_async: bool) -> tuple[Any, ...]:
+    """What ``gi_*``/``ag_*`` introspection shows a user about a suspended generator."""
+    from shellsvc.gencopy import generator_state
+
+    if is_async:
+        frame, delegate, code = gen.ag_frame, gen.ag_await, gen.ag_code
+    else:
+        frame, delegate, code = gen.gi_frame, gen.gi_yieldfrom, gen.gi_code
+    state = generator_state(gen) if is_async else inspect.getgeneratorstate(gen)
+    if delegate is None or is_async:
+        delegation = delegate is not None
+    elif isinstance(delegate, types.GeneratorType):
+        delegation = ("generator", delegate.gi_code.co_name, delegate.gi_frame.f_lineno if delegate.gi_frame else None)
+    else:
+        delegation = "iterator"
+    return (
+        state,
+        frame.f_lineno if frame is not None else None,
+        delegation,
+        code.co_name,
+        gen.__name__,
+        gen.__qualname__,
+    )
+
+
 def run(gen: Any, ops: list[tuple[Any, ...]], is_async: bool) -> list[Outcome]:
     return [apply(gen, op, is_async) for op in ops]
 
@@ -110,7 +136,7 @@ def run_in_subprocess(jobs: list[tuple[str, int, bytes]], workdir: Path) -> dict
     path_in.write_bytes(pickle.dumps(jobs))
     here = Path(__file__).resolve().parent
     code = f"import sys; sys.path.insert(0, {str(here)!r}); import gencopy_harness as h; h.subprocess_main({str(path_in)!r}, {str(path_out)!r})"
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=workdir)
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=workdir)
     if completed.returncode != 0:
         raise AssertionError(f"subprocess failed ({completed.returncode}):\n{completed.stderr}")
     return pickle.loads(path_out.read_bytes())

@@ -1,20 +1,23 @@
-"""Compile a generator function's AST into a re-enterable twin.
+"""Compile a generator function's AST into two re-enterable twins.
 
-The twin is an ordinary (native) generator function, so running it costs about what the
-original costs.  Two things are added:
+Both twins are ordinary (native) generator functions built from one guarded body:
 
-* before every ``yield`` it stores the yield point's number in the local ``_gc_pc``;
-* every statement that contains a yield can be *re-entered*: when the function starts
-  with ``_gc_r = k`` (k != 0) it skips straight-line code, re-enters loops, ``try`` and
-  ``with`` blocks without re-running their set-up, and stops at yield point ``k``, where
-  it yields :data:`~.runtime.RESTORE_MARK` once.  From there on it is an ordinary
-  generator again.
+* before every ``yield`` the body stores the yield point's number in the local ``_gc_pc``;
+* every statement that contains a yield can be *re-entered*: when ``_gc_r = k`` (k != 0)
+  guards skip straight-line code, re-enter loops, ``try`` and ``with`` blocks without
+  re-running their set-up, and stop at yield point ``k``, where it yields
+  :data:`~.runtime.RESTORE_MARK` once.  From there on ``_gc_r`` is 0.
 
-Everything a suspended twin needs to continue is therefore in its frame's locals: user
-variables plus a few hidden ``_gc_*`` slots (loop iterators, context managers, delegates,
-caught exceptions, a pending exception of a ``finally`` block).  Snapshotting is reading
-``gi_frame.f_locals``; restoring is calling the *restore* twin, which assigns those locals
-and re-enters.  See ``docs/gencopy.md`` for the supported constructs.
+The *restore* twin is that guarded body behind a prologue assigning saved locals.  The
+*fresh* twin (what calling the decorated function runs) is the body partially evaluated
+for ``_gc_r == 0`` (:func:`specialize_fresh`): every guard folds away, leaving the user's
+code plus one local store per yield — straight-line code at native speed.
+
+Everything a suspended twin needs to continue is in its frame's locals: user variables
+plus a few hidden ``_gc_*`` slots (loop iterators, context managers, delegates, caught
+exceptions, a pending exception or jump of a ``finally`` block).  Snapshotting is reading
+``gi_frame.f_locals``; restoring is calling the restore twin.  See ``docs/gencopy.md``
+for the supported constructs.
 """
 
 from __future__ import annotations
@@ -26,13 +29,16 @@ from dataclasses import dataclass, field
 
 from . import templates as T
 from .errors import UnsupportedGeneratorError
+from .jumps import JumpConverter, may_catch_signals
+from .specialize import RESUME, specialize_fresh
 
 __all__ = ["YieldPoint", "CompiledModule", "compile_generator", "HIDDEN_PREFIX"]
 
 HIDDEN_PREFIX = "_gc_"
-PC = "_gc_pc"
-RESUME = "_gc_r"
 STATE_ARG = "_gc_L"
+#: Counts the yields a generator has made, so a reader on another thread can tell that the
+#: generator moved while it was being snapshotted (see :mod:`.state`).
+COUNTER = "_gc_n"
 _LABEL_RE = re.compile(r"#\s*gencopy:\s*label\s*=\s*([A-Za-z_][\w.-]*)")
 
 
@@ -48,8 +54,11 @@ class YieldPoint:
     is_delegation: bool = False
     #: Hidden locals the continuation needs (iterators, managers, delegates, temporaries …).
     hidden: tuple[str, ...] = ()
-    #: Iterators of the enclosing ``for`` loops, outermost first (for :func:`capture`).
-    loop_iterators: tuple[str, ...] = ()
+    #: What a native generator suspended here holds on its value stack, outermost first, as
+    #: ``(kind, slot)``: ``("iter", slot)`` a ``for`` loop's iterator, ``("exit", slot)`` a
+    #: ``with`` block's bound ``__exit__`` (its ``__self__`` is the manager), ``("exc", name)``
+    #: the exception state saved by an ``except`` handler whose exception is in ``name``.
+    native_stack: tuple[tuple[str, str], ...] = ()
     #: Hidden locals that are ``NO_EXCEPTION`` whenever a native generator is here.
     finally_slots: tuple[str, ...] = ()
     #: Why a suspended *native* generator at this point cannot be captured ("" if it can).
@@ -73,7 +82,7 @@ class _Context:
     """What encloses the statement being compiled."""
 
     hidden: tuple[str, ...] = ()
-    loop_iterators: tuple[str, ...] = ()
+    native_stack: tuple[tuple[str, str], ...] = ()
     finally_slots: tuple[str, ...] = ()
     obstacle: str = ""
 
@@ -96,34 +105,7 @@ def _contains_yield(node: ast.AST) -> bool:
     return False
 
 
-def _jumps_out(body: list[ast.stmt]) -> ast.stmt | None:
-    """A ``return``, or a ``break``/``continue`` leaving ``body``'s loops, found in ``body``."""
-
-    def scan(nodes: list[ast.stmt], in_loop: bool) -> ast.stmt | None:
-        for node in nodes:
-            if isinstance(node, ast.Return):
-                return node
-            if isinstance(node, (ast.Break, ast.Continue)) and not in_loop:
-                return node
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                continue
-            for name_, value in ast.iter_fields(node):
-                if isinstance(value, list) and value and isinstance(value[0], ast.stmt):
-                    inner_loop = in_loop or (
-                        isinstance(node, (ast.For, ast.AsyncFor, ast.While)) and name_ == "body"
-                    )
-                    found = scan(value, inner_loop)
-                    if found is not None:
-                        return found
-                elif isinstance(value, list):
-                    for item in value:
-                        if isinstance(item, ast.ExceptHandler):
-                            found = scan(item.body, in_loop)
-                            if found is not None:
-                                return found
-        return None
-
-    return scan(body, False)
+_KEYWORDS = {"Assert": "an 'assert'", "Delete": "a 'del'", "Import": "an 'import'", "ImportFrom": "a 'from ... import'"}
 
 
 class _Compiler:
@@ -204,7 +186,8 @@ class _Compiler:
             return [(False, [node], 0)]
         method = getattr(self, f"stmt_{type(node).__name__}", None)
         if method is None:
-            raise self.reject(node, f"a yield inside a {type(node).__name__} statement")
+            keyword = _KEYWORDS.get(type(node).__name__, type(node).__name__)
+            raise self.reject(node, f"a yield inside {keyword} statement")
         return method(node, ctx)
 
     # -- simple statements: linearise yields out of expressions --------------------------
@@ -296,9 +279,12 @@ class _Compiler:
             sub_items, sub_expr = self.expression(child)
             items.extend(sub_items)
             if i < last and not isinstance(sub_expr, ast.Constant):
+                # ``*x`` is unpacked when the call/display is built: keep the star, save ``x``
+                starred = sub_expr if isinstance(sub_expr, ast.Starred) else None
                 temp = self.slot("t")
-                items.append(ast.Assign(targets=[T.name(temp, store=True)], value=sub_expr))
-                sub_expr = T.name(temp)
+                value = starred.value if starred is not None else sub_expr
+                items.append(ast.Assign(targets=[T.name(temp, store=True)], value=value))
+                sub_expr = ast.Starred(value=T.name(temp), ctx=ast.Load()) if starred is not None else T.name(temp)
             setter(node, sub_expr, containers)
         if force_temp:
             temp = self.slot("t")
@@ -392,6 +378,7 @@ class _Compiler:
                 if not _gc_r:
                     DELEGATE = _gc_yf_iter(VALUE)
                     _gc_pc = {index}
+                    _gc_n += 1
                     TARGET = yield from DELEGATE
                 elif _gc_r == {index}:
                     _gc_r = 0
@@ -407,6 +394,7 @@ class _Compiler:
                 source = f"""
                 if not _gc_r:
                     _gc_pc = {index}
+                    _gc_n += 1
                     yield VALUE
                 elif _gc_r == {index}:
                     _gc_r = 0
@@ -416,6 +404,7 @@ class _Compiler:
                 source = f"""
                 if not _gc_r:
                     _gc_pc = {index}
+                    _gc_n += 1
                     TARGET = yield VALUE
                 elif _gc_r == {index}:
                     _gc_r = 0
@@ -429,7 +418,7 @@ class _Compiler:
             position=(origin.lineno, origin.end_lineno, origin.col_offset, origin.end_col_offset),  # type: ignore[arg-type]
             is_delegation=is_from,
             hidden=hidden,
-            loop_iterators=ctx.loop_iterators,
+            native_stack=ctx.native_stack,
             finally_slots=ctx.finally_slots,
             capture_obstacle=obstacle,
         )
@@ -503,7 +492,7 @@ class _Compiler:
         first = self.next_yield
         body_ctx = ctx.with_(
             hidden=ctx.hidden + (iterator,),
-            loop_iterators=ctx.loop_iterators + (iterator,),
+            native_stack=ctx.native_stack + (("iter", iterator),),
             obstacle=ctx.obstacle or ("inside an 'async for' loop" if is_async else ""),
         )
         body = self.block(node.body, body_ctx)
@@ -512,7 +501,8 @@ class _Compiler:
         current = T.load(node.target)
         if body_hi >= first:
             chain = "_gc_achain" if is_async else "_gc_chain"
-            source = f"(IT if not _gc_r else ({chain}(CURRENT, IT) if _gc_r <= {body_hi} else ()))"
+            empty = "_gc_aempty()" if is_async else "()"
+            source = f"(IT if not _gc_r else ({chain}(CURRENT, IT) if _gc_r <= {body_hi} else {empty}))"
             setup = T.stmts(
                 f"if not _gc_r:\n    IT = {'aiter' if is_async else 'iter'}(ITERABLE)",
                 IT=iterator,
@@ -550,7 +540,8 @@ class _Compiler:
         slot = self.slot("acm" if is_async else "cm")
         body_ctx = ctx.with_(
             hidden=ctx.hidden + (slot,),
-            obstacle=ctx.obstacle or "inside a 'with' block",
+            native_stack=ctx.native_stack + (("exit", slot),),
+            obstacle=ctx.obstacle or ("inside an 'async with' block" if is_async else ""),
         )
         body = self.block(node.body, body_ctx)
         current = T.load(item.optional_vars) if item.optional_vars is not None else ast.Constant(value=None)
@@ -578,7 +569,7 @@ class _Compiler:
                 handler_name = self.slot("ex")
             handler_ctx = ctx.with_(
                 hidden=ctx.hidden + ((handler_name,) if handler_name and handler_name.startswith(HIDDEN_PREFIX) else ()),
-                obstacle=ctx.obstacle or "inside an 'except' block",
+                native_stack=ctx.native_stack + (("exc", handler_name or ""),),
             )
             handler_body = self.block(handler.body, handler_ctx)
             if self.next_yield > start:
@@ -597,14 +588,17 @@ class _Compiler:
         return [(True, T.locate([code], node), self.next_yield - 1)] if self.next_yield > first else [(False, [node], 0)]
 
     def _try_with_yielding_finally(self, node: ast.Try, ctx: _Context) -> list:
-        jump = _jumps_out(node.body) or _jumps_out(node.orelse)
-        for handler in node.handlers:
-            jump = jump or _jumps_out(handler.body)
-        if jump is not None:
-            kind = type(jump).__name__.lower()
-            raise self.reject(jump, f"a '{kind}' leaving a try block whose 'finally' contains a yield")
-        if _jumps_out(node.finalbody) is not None:
-            raise self.reject(node, "a jump out of a 'finally' that contains a yield")
+        converter = JumpConverter(self.reject)
+        own_catch = "a 'try' whose handlers may catch BaseException" if any(may_catch_signals(h) for h in node.handlers) else ""
+        node = ast.copy_location(
+            ast.Try(
+                body=converter.convert(node.body, False, own_catch),
+                handlers=[converter.handler(h, False, "") for h in node.handlers],
+                orelse=converter.convert(node.orelse, False, ""),
+                finalbody=node.finalbody,
+            ),
+            node,
+        )
         pending = self.slot("fx")
         inner_ctx = ctx.with_(hidden=ctx.hidden + (pending,), finally_slots=ctx.finally_slots + (pending,))
         first = self.next_yield
@@ -616,6 +610,13 @@ class _Compiler:
             guarded = self.block(node.body, inner_ctx, overshoot=True)
         final_ctx = inner_ctx.with_(obstacle=ctx.obstacle or "inside a 'finally' block")
         final = self.block(node.finalbody, final_ctx)
+        dispatch: list[ast.stmt] = []
+        if "Return" in converter.kinds:
+            value = "" if self.is_async else " PENDING.args[0]"
+            dispatch += T.stmts(f"if PENDING.__class__ is _gc_Return:\n    return{value}", PENDING=pending)
+        for kind in ("Break", "Continue"):
+            if kind in converter.kinds:
+                dispatch += T.stmts(f"if PENDING.__class__ is _gc_{kind}:\n    {kind.lower()}", PENDING=pending)
         code = T.stmts(
             """
             if not _gc_r:
@@ -626,11 +627,13 @@ class _Compiler:
                 PENDING = _gc_caught
             FINAL
             if PENDING is not _gc_NOEXC:
+                DISPATCH
                 raise PENDING
             """,
             PENDING=pending,
             GUARDED=guarded or [ast.Pass()],
             FINAL=final,
+            DISPATCH=dispatch,
         )
         return [(True, T.locate(code, node), self.next_yield - 1)] if self.next_yield > first else [(False, [node], 0)]
 
@@ -665,12 +668,14 @@ class _Compiler:
         impl = def_type(
             name=f"{HIDDEN_PREFIX}impl_{func.name}",
             args=args,
-            body=globals_ + T.locate(T.stmts("_gc_r = 0"), func) + body,
+            body=globals_ + T.locate(T.stmts(f"{COUNTER} = 0"), func) + specialize_fresh(body, func),
             decorator_list=[],
             returns=None,
             type_comment=None,
         )
         ast.copy_location(impl, func)
+        # co_firstlineno (what an unstarted generator's f_lineno shows) is the first decorator's line
+        impl.lineno = min([d.lineno for d in func.decorator_list] + [func.lineno])
         restore = def_type(
             name=f"{HIDDEN_PREFIX}restore_{func.name}",
             args=ast.arguments(posonlyargs=[], args=[ast.arg(arg=STATE_ARG)], vararg=None, kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[]),
@@ -680,6 +685,7 @@ class _Compiler:
             type_comment=None,
         )
         ast.copy_location(restore, func)
+        restore.lineno = impl.lineno
         params = tuple(freevars) + tuple(helpers)
         factory = ast.FunctionDef(
             name=f"{HIDDEN_PREFIX}factory",
@@ -710,7 +716,7 @@ def restore_prologue(local_names: list[str], origin: ast.AST) -> list[ast.stmt]:
     code: list[ast.stmt] = []
     for local in local_names:
         code.extend(T.stmts(f"if {local!r} in _gc_L:\n    {local} = _gc_L[{local!r}]"))
-    code.extend(T.stmts("_gc_r = _gc_L['_gc_pc']"))
+    code.extend(T.stmts(f"{COUNTER} = 0\n_gc_r = _gc_L['_gc_pc']"))
     return T.locate(code, origin)
 
 

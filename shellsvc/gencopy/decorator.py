@@ -42,7 +42,9 @@ def resumable(func: Any = None, *, code_change: CodeChange | None = None) -> Any
         raise UnsupportedGeneratorError(f"@resumable needs a generator function, got {func!r}")
     install_copy_hooks()
     spec = spec_for_function(target, code_change=code_change, register=True)
-    impl = spec.impl
+    impl = spec.make_impl(dict(zip(target.__code__.co_freevars, target.__closure__ or ())))
+    impl.__defaults__ = target.__defaults__
+    impl.__kwdefaults__ = target.__kwdefaults__
     impl.__doc__ = target.__doc__
     impl.__dict__.update(target.__dict__)
     impl.__annotations__ = dict(target.__annotations__)

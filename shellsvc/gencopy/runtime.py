@@ -21,6 +21,10 @@ __all__ = [
     "async_reentry_chain",
     "delegate_iter",
     "resumed_delegate",
+    "JumpSignal",
+    "ReturnSignal",
+    "BreakSignal",
+    "ContinueSignal",
     "HELPERS",
 ]
 
@@ -52,6 +56,27 @@ RESTORE_MARK = _Sentinel("RESTORE_MARK")
 NO_EXCEPTION = _Sentinel("NO_EXCEPTION")
 
 
+class JumpSignal(BaseException):
+    """A ``return``/``break``/``continue`` travelling to a ``finally`` block that contains a yield.
+
+    Generated code raises it in place of the jump and turns it back into the jump after the
+    block ran; user code never sees it unless it catches ``BaseException`` (refused at
+    decoration).  It pickles, so a generator suspended in that ``finally`` can be saved.
+    """
+
+
+class ReturnSignal(JumpSignal):
+    """``return args[0]`` once the ``finally`` block has run."""
+
+
+class BreakSignal(JumpSignal):
+    """``break`` once the ``finally`` block has run."""
+
+
+class ContinueSignal(JumpSignal):
+    """``continue`` once the ``finally`` block has run."""
+
+
 def reentry_chain(current: Any, iterator: Iterator[Any]) -> Iterator[Any]:
     """Iterate ``current`` first, then ``iterator``: re-enters a ``for`` body without advancing.
 
@@ -74,6 +99,16 @@ class _AsyncReentryChain:
             self._first = False
             return self._current
         return await self._iterator.__anext__()
+
+
+class _EmptyAsyncIterator:
+    """``async for`` over nothing: skips a loop the re-entry target lies behind."""
+
+    def __aiter__(self) -> "_EmptyAsyncIterator":
+        return self
+
+    async def __anext__(self) -> Any:
+        raise StopAsyncIteration
 
 
 def async_reentry_chain(current: Any, iterator: AsyncIterator[Any]) -> AsyncIterator[Any]:
@@ -121,6 +156,20 @@ def delegate_iter(obj: Any) -> Iterator[Any]:
 
 
 def resumed_delegate(delegate: Iterator[Any]) -> Iterator[Any]:
+    """What a restored ``yield from`` delegates to.
+
+    A delegate restored *unprimed* (a resumable generator not yet started, see
+    :mod:`.state`) is delegated to natively: its first step re-enters it and yields
+    :data:`RESTORE_MARK`, which passes up to the restore code, and from then on the outer
+    generator's ``gi_yieldfrom`` is that delegate, at native speed.  Any other (already
+    suspended) iterator goes through :func:`_delegate_proxy`.
+    """
+    if isinstance(delegate, types.GeneratorType) and delegate.gi_frame is not None and not delegate.gi_suspended and not delegate.gi_running:
+        return delegate
+    return _delegate_proxy(delegate)
+
+
+def _delegate_proxy(delegate: Iterator[Any]) -> Iterator[Any]:
     """Resume a ``yield from`` whose delegate is already suspended (PEP 380 expansion).
 
     Yields :data:`RESTORE_MARK` first (consumed by the restore code); afterwards the first
@@ -176,8 +225,12 @@ HELPERS: dict[str, Any] = {
     "_gc_NOEXC": NO_EXCEPTION,
     "_gc_chain": reentry_chain,
     "_gc_achain": async_reentry_chain,
+    "_gc_aempty": _EmptyAsyncIterator,
     "_gc_reenter_cm": ReenteredContext,
     "_gc_reenter_acm": ReenteredAsyncContext,
     "_gc_yf_iter": delegate_iter,
     "_gc_resumed": resumed_delegate,
+    "_gc_Return": ReturnSignal,
+    "_gc_Break": BreakSignal,
+    "_gc_Continue": ContinueSignal,
 }

@@ -17,7 +17,7 @@ import types
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .compiler import HIDDEN_PREFIX, PC, RESUME, YieldPoint, compile_generator, restore_prologue
+from .compiler import HIDDEN_PREFIX, RESUME, STATE_ARG, YieldPoint, compile_generator, restore_prologue
 from .errors import GeneratorStateError, UnsupportedGeneratorError
 from .runtime import HELPERS
 
@@ -40,24 +40,33 @@ _lock = threading.RLock()
 # functions in different modules would collide in a plain dict.  Values keep the code alive.
 _by_twin_code: dict[int, tuple[types.CodeType, "GeneratorSpec"]] = {}
 _by_source_code: dict[int, tuple[types.CodeType, "GeneratorSpec"]] = {}
+# The latest decoration per (module, qualname): where pickles find their code_change hook.
+_by_name: dict[tuple[str, str], "GeneratorSpec"] = {}
 
 
 def _lookup(table: dict[int, tuple[types.CodeType, "GeneratorSpec"]], code: Any) -> "GeneratorSpec | None":
     entry = table.get(id(code))
     return entry[1] if entry is not None and entry[0] is code else None
-_by_name: dict[tuple[str, str], "GeneratorSpec"] = {}
 
 
 @dataclass(eq=False)
 class GeneratorSpec:
-    """A generator function compiled into its re-enterable twins."""
+    """A generator function's code compiled into its two twins (one spec per code object).
+
+    Closures are per function, not per code: :meth:`make_impl` binds the twin to the
+    decorated function's cells, :meth:`make_restore` to fresh cells holding saved values.
+    """
 
     module: str
     qualname: str
+    name: str
     source_hash: str
     is_async: bool
-    impl: types.FunctionType
-    restore: types.FunctionType
+    impl_code: types.CodeType
+    restore_code: types.CodeType
+    globals: dict[str, Any]
+    #: The user's free variables (closure names), saved by value in every snapshot.
+    freevars: tuple[str, ...]
     yield_points: dict[int, YieldPoint]
     user_locals: tuple[str, ...]
     code_change: CodeChange | None = None
@@ -73,6 +82,22 @@ class GeneratorSpec:
         """What a pickle records: ``(module, qualname, source_hash)`` — never code."""
         return (self.module, self.qualname, self.source_hash)
 
+    def _function(self, code: types.CodeType, cells: dict[str, types.CellType]) -> types.FunctionType:
+        closure = tuple(_HELPER_CELLS[n] if n in _HELPER_CELLS else cells[n] for n in code.co_freevars)
+        function = types.FunctionType(code, self.globals, self.name, None, closure)
+        function.__qualname__ = self.qualname
+        function.__module__ = self.module
+        return function
+
+    def make_impl(self, cells: dict[str, types.CellType]) -> types.FunctionType:
+        """The function a decorated name is bound to, sharing ``cells`` with its defining scope."""
+        return self._function(self.impl_code, cells)
+
+    def make_restore(self, free_values: dict[str, Any]) -> types.FunctionType:
+        """The restore twin with fresh closure cells holding ``free_values`` (closures by value)."""
+        cells = {n: types.CellType(free_values[n]) if n in free_values else types.CellType() for n in self.freevars}
+        return self._function(self.restore_code, cells)
+
     def __reduce__(self) -> tuple[Any, ...]:
         return (tuple, (self.reference,))
 
@@ -84,6 +109,9 @@ class GeneratorSpec:
 
     def __repr__(self) -> str:
         return f"<GeneratorSpec {self.module}.{self.qualname} source={self.source_hash}>"
+
+
+_HELPER_CELLS = {name: types.CellType(value) for name, value in HELPERS.items()}
 
 
 def _parse_function(code: types.CodeType, what: str) -> tuple[ast.FunctionDef | ast.AsyncFunctionDef, dict[int, str], str, str]:
@@ -116,7 +144,6 @@ def _parse_function(code: types.CodeType, what: str) -> tuple[ast.FunctionDef | 
 def _build(
     code: types.CodeType,
     globals_: dict[str, Any],
-    cells: dict[str, types.CellType],
     module: str,
     qualname: str,
     code_change: CodeChange | None,
@@ -125,8 +152,7 @@ def _build(
     if not code.co_flags & (inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR):
         raise UnsupportedGeneratorError(f"cannot compile {what}: it is not a generator function")
     node, numbered, filename, digest = _parse_function(code, what)
-    helper_names = tuple(HELPERS)
-    compiled = compile_generator(node, numbered, code.co_freevars, helper_names)
+    compiled = compile_generator(node, numbered, code.co_freevars, tuple(HELPERS))
 
     def compile_twins() -> tuple[types.CodeType, types.CodeType]:
         ast.fix_missing_locations(compiled.module)
@@ -135,8 +161,9 @@ def _build(
         twins = {c.co_name: c for c in factory.co_consts if isinstance(c, types.CodeType)}
         return twins[compiled.impl_name], twins[compiled.restore_name]
 
-    impl_code, _ = compile_twins()
-    local_names = [n for n in dict.fromkeys(impl_code.co_varnames + impl_code.co_cellvars) if n != RESUME]
+    impl_code, restore_code = compile_twins()
+    names = impl_code.co_varnames + impl_code.co_cellvars + restore_code.co_varnames + restore_code.co_cellvars
+    local_names = [n for n in dict.fromkeys(names) if n not in (RESUME, STATE_ARG)]
     factory_def = compiled.module.body[0]
     restore_def = factory_def.body[1]  # type: ignore[attr-defined]
     n_globals = sum(isinstance(s, ast.Global) for s in restore_def.body)
@@ -144,26 +171,18 @@ def _build(
     impl_code, restore_code = compile_twins()
     impl_code = impl_code.replace(co_name=code.co_name, co_qualname=qualname)
     restore_code = restore_code.replace(co_name=code.co_name, co_qualname=qualname)
-
-    helper_cells = {name: types.CellType(value) for name, value in HELPERS.items()}
-
-    def closure(twin: types.CodeType) -> tuple[types.CellType, ...]:
-        return tuple(helper_cells[n] if n in helper_cells else cells[n] for n in twin.co_freevars)
-
-    impl = types.FunctionType(impl_code, globals_, code.co_name, None, closure(impl_code))
-    restore = types.FunctionType(restore_code, globals_, code.co_name, None, closure(restore_code))
-    impl.__qualname__ = restore.__qualname__ = qualname
-    impl.__module__ = restore.__module__ = module
-    user_locals = tuple(n for n in local_names if not n.startswith(HIDDEN_PREFIX))
     spec = GeneratorSpec(
         module=module,
         qualname=qualname,
+        name=code.co_name,
         source_hash=digest,
         is_async=compiled.is_async,
-        impl=impl,
-        restore=restore,
+        impl_code=impl_code,
+        restore_code=restore_code,
+        globals=globals_,
+        freevars=code.co_freevars,
         yield_points=compiled.yield_points,
-        user_locals=user_locals,
+        user_locals=tuple(n for n in local_names if not n.startswith(HIDDEN_PREFIX)),
         code_change=code_change,
     )
     with _lock:
@@ -175,29 +194,24 @@ def _build(
 
 
 def spec_for_function(func: types.FunctionType, code_change: CodeChange | None = None, register: bool = False) -> GeneratorSpec:
-    """The spec of generator function ``func`` (compiled on first use)."""
+    """The spec of generator function ``func``'s code (compiled on first use)."""
     with _lock:
         spec = _lookup(_by_source_code, func.__code__)
-        if spec is not None and spec.code_change is code_change:
-            return spec
-    cells = dict(zip(func.__code__.co_freevars, func.__closure__ or ()))
-    spec = _build(func.__code__, func.__globals__, cells, func.__module__, func.__qualname__, code_change)
-    spec.impl.__defaults__ = func.__defaults__
-    spec.impl.__kwdefaults__ = func.__kwdefaults__
+    if spec is None or (code_change is not None and spec.code_change is not code_change):
+        spec = _build(func.__code__, func.__globals__, func.__module__, func.__qualname__, code_change)
     if register:
         with _lock:
             _by_name[(spec.module, spec.qualname)] = spec
     return spec
 
 
-def spec_for_code(code: types.CodeType, globals_: dict[str, Any], free_values: dict[str, Any]) -> GeneratorSpec:
-    """The spec for a native generator's code (used by :func:`capture`); free variables by value."""
+def spec_for_code(code: types.CodeType, globals_: dict[str, Any]) -> GeneratorSpec:
+    """The spec for a code object of a native generator (used by :func:`capture` and loading)."""
     with _lock:
         spec = _lookup(_by_source_code, code)
     if spec is not None:
         return spec
-    cells = {name: types.CellType(free_values[name]) if name in free_values else types.CellType() for name in code.co_freevars}
-    return _build(code, globals_, cells, globals_.get("__name__", "__main__"), code.co_qualname, None)
+    return _build(code, globals_, globals_.get("__name__", "__main__"), code.co_qualname, None)
 
 
 def spec_for_generator(gen: Any) -> GeneratorSpec | None:
@@ -207,29 +221,59 @@ def spec_for_generator(gen: Any) -> GeneratorSpec | None:
 
 
 def resolve_spec(module: str, qualname: str) -> GeneratorSpec:
-    """Find the spec a pickle refers to by module and qualified name."""
+    """Find the spec a pickle refers to by module and qualified name.
+
+    Nested functions (``outer.<locals>.inner``) are found as code constants of their
+    enclosing function, so their generators load even before ``outer`` has run; their
+    closure values come from the pickle.
+    """
     with _lock:
         spec = _by_name.get((module, qualname))
     if spec is not None:
         return spec
+    name = f"{module}.{qualname}"
     try:
         target: Any = importlib.import_module(module)
     except ImportError as exc:
-        raise GeneratorStateError(f"cannot load generator {module}.{qualname}: module {module!r} cannot be imported ({exc})") from exc
-    for part in qualname.split("."):
+        raise GeneratorStateError(f"cannot load generator {name}: module {module!r} cannot be imported ({exc})") from exc
+    parts = qualname.split(".")
+    for index, part in enumerate(parts):
         if part == "<locals>":
-            raise GeneratorStateError(
-                f"cannot load generator {module}.{qualname}: it is a nested function and has not been "
-                "defined in this process yet; call its enclosing function first"
-            )
+            return _nested_spec(target, qualname, name)
         try:
             target = getattr(target, part)
         except AttributeError as exc:
-            raise GeneratorStateError(f"cannot load generator {module}.{qualname}: {module} has no {qualname!r}") from exc
+            raise GeneratorStateError(
+                f"cannot load generator {name}: {'.'.join([module] + parts[:index])} has no attribute {part!r} "
+                "(was the function renamed or removed?)"
+            ) from exc
     target = inspect.unwrap(getattr(target, "__func__", target), stop=lambda f: hasattr(f, "__gencopy_spec__"))
     spec = getattr(target, "__gencopy_spec__", None)
     if spec is not None:
         return spec
-    if inspect.isgeneratorfunction(target) or inspect.isasyncgenfunction(target):
+    if isinstance(target, types.FunctionType) and (inspect.isgeneratorfunction(target) or inspect.isasyncgenfunction(target)):
         return spec_for_function(target)  # a captured native generator's function
-    raise GeneratorStateError(f"cannot load generator {module}.{qualname}: it is not a generator function")
+    raise GeneratorStateError(f"cannot load generator {name}: it is not a generator function")
+
+
+def _nested_spec(enclosing: Any, qualname: str, name: str) -> GeneratorSpec:
+    function = inspect.unwrap(getattr(enclosing, "__func__", enclosing))
+    code = getattr(function, "__code__", None)
+    found = _find_code(code, qualname) if isinstance(code, types.CodeType) else None
+    if found is None:
+        raise GeneratorStateError(
+            f"cannot load generator {name}: no function with that qualified name is defined inside "
+            f"{getattr(function, '__qualname__', function)!r} (was it renamed or moved?)"
+        )
+    return spec_for_code(found, function.__globals__)
+
+
+def _find_code(code: types.CodeType, qualname: str) -> types.CodeType | None:
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            if const.co_qualname == qualname:
+                return const
+            found = _find_code(const, qualname)
+            if found is not None:
+                return found
+    return None
