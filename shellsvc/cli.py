@@ -19,6 +19,13 @@ class SampleApp:
     def __init__(self) -> None:
         self.ticks = 0
         self.items: dict[str, int] = {"apples": 3, "pears": 5}
+        self.reads_of_summary = 0
+
+    @property
+    def summary(self) -> str:
+        """A property with a side effect: completing ``app.summary.`` must not run it."""
+        self.reads_of_summary += 1
+        return f"{self.ticks} ticks, {sum(self.items.values())} items"
 
     async def tick_forever(self, interval: float = 0.5) -> None:
         while True:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
+import pydoc
 import random
 import signal
 import sys
 import threading
 import time
+import types
 
 import pytest
 
-from shellsvc.engine import Engine, NamespaceRegistry, SessionIO, is_complete
+from shellsvc.engine import Engine, NamespaceRegistry, Scheduler, SessionIO, is_complete
+from shellsvc.engine.compiler import compile_cell
 
 
 class Capture:
@@ -166,27 +170,41 @@ async def test_namespaces_per_user_shared_by_sessions(engine):
 
 
 async def test_two_users_interleaving_random_set_get_without_leaks(engine):
+    """1000 random set/get operations, two users' sessions running at the same time.
+
+    Each user has two sessions (sharing that user's namespace); every get must see
+    exactly what that user set last, never the other user's value.
+    """
     rng = random.Random(1234)
     users = {"alice": {}, "bob": {}}
-    sessions = {u: open_session(engine, u)[0] for u in users}
-    mismatches = 0
-    for _ in range(1000):
-        user = rng.choice(list(users))
-        key = f"k{rng.randrange(20)}"
-        if rng.random() < 0.5:
-            value = rng.randrange(10**6)
-            users[user][key] = value
-            assert (await sessions[user].run(f"{key} = {value}")).ok
-        else:
-            outcome = await sessions[user].run(f"{key}")
-            expected = users[user].get(key)
-            got = int(outcome.value_repr) if outcome.ok else None
-            mismatches += got != expected
-    assert mismatches == 0
+    sessions = {u: [open_session(engine, u)[0] for _ in range(2)] for u in users}
+    ops = [(rng.choice(list(users)), f"k{rng.randrange(20)}", rng.random() < 0.5, rng.randrange(10**6))
+           for _ in range(1000)]
+    mismatches: list[tuple] = []
+
+    async def play(user: str) -> None:
+        model = users[user]
+        for who, key, is_set, value in ops:
+            if who != user:
+                continue
+            session = rng.choice(sessions[user])
+            if is_set:
+                model[key] = value
+                assert (await session.run(f"{key} = {value}")).ok
+            else:
+                outcome = await session.run(key)
+                got = int(outcome.value_repr) if outcome.ok else None
+                if got != model.get(key):
+                    mismatches.append((user, key, got, model.get(key)))
+
+    await asyncio.gather(play("alice"), play("bob"))
+    assert mismatches == []
     for user, model in users.items():
         other = next(u for u in users if u != user)
-        leaked = {k for k in model if k not in users[other] and k in engine.namespaces.get(other)}
+        space = engine.namespaces.get(other)
+        leaked = {k for k in model if k not in users[other] and k in space}
         assert leaked == set()
+        assert all(space[k] == v for k, v in users[other].items())
 
 
 async def test_concurrent_prints_go_to_their_own_session(engine):
@@ -290,33 +308,59 @@ async def test_interrupt_when_idle_is_a_no_op(engine):
     assert (await s.run("x")).value_repr == "1"
 
 
-async def test_engine_never_touches_signal_handlers(engine):
-    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    s, _ = open_session(engine)
-    await _interrupt_after_start(s, "while True: pass")
-    after = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    assert before == after
+async def test_engine_never_touches_signal_handlers(engine, monkeypatch):
+    """The app's own SIGINT handler stays installed and is never called; nothing is registered."""
+    calls: list[str] = []
+    app_handler_calls: list[int] = []
+
+    def app_handler(signum, frame):
+        app_handler_calls.append(signum)
+
+    previous = signal.signal(signal.SIGINT, app_handler)
+    try:
+        real_signal = signal.signal
+        monkeypatch.setattr(signal, "signal", lambda *a: calls.append(f"signal{a}") or real_signal(*a))
+        loop = asyncio.get_running_loop()
+        monkeypatch.setattr(loop, "add_signal_handler", lambda *a: calls.append(f"add_signal_handler{a}"))
+        monkeypatch.setattr(signal, "set_wakeup_fd", lambda *a, **k: calls.append("set_wakeup_fd"))
+        s, _ = open_session(engine)
+        await _interrupt_after_start(s, "while True: pass")
+        await _interrupt_after_start(s, "import time; time.sleep(60)")
+        assert (await s.run("while True: pass", timeout=0.2)).status == "timeout"
+        assert (await s.run("1 + 1")).value_repr == "2"
+        assert signal.getsignal(signal.SIGINT) is app_handler
+        assert calls == [] and app_handler_calls == []
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
-async def test_app_ticker_keeps_ticking_during_cpu_bound_command(engine):
-    ticks = 0
+class Ticker:
+    """A task of the app counting its loop's ticks."""
 
-    async def ticker() -> None:
-        nonlocal ticks
+    def __init__(self, interval: float) -> None:
+        self.ticks = 0
+        self.interval = interval
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
         while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
+            await asyncio.sleep(self.interval)
+            self.ticks += 1
 
-    task = asyncio.create_task(ticker())
-    s, _ = open_session(engine)
-    run = asyncio.create_task(s.run("import time\nend = time.perf_counter() + 0.6\nwhile time.perf_counter() < end: pass"))
-    start_ticks = ticks
-    outcome = await run
-    task.cancel()
-    assert outcome.ok
-    # 0.6 s of CPU-bound work: the loop ticked throughout (10 ms ticks; generous floor
+
+@pytest.mark.parametrize("busy", [1, 4])
+async def test_app_ticker_keeps_ticking_during_cpu_bound_command(engine, busy):
+    ticker = Ticker(0.01)
+    sessions = [open_session(engine, f"user{i}")[0] for i in range(busy)]
+    code = "import time\nend = time.perf_counter() + 0.6\nwhile time.perf_counter() < end: pass"
+    runs = [asyncio.create_task(s.run(code)) for s in sessions]
+    start_ticks = ticker.ticks
+    outcomes = await asyncio.gather(*runs)
+    ticker.task.cancel()
+    assert all(o.ok for o in outcomes)
+    # >= 0.6 s of CPU-bound work: the loop ticked throughout (10 ms ticks; generous floor
     # because a loaded 2-core machine stretches each tick).
-    assert ticks - start_ticks >= 10
+    assert ticker.ticks - start_ticks >= 10
 
 
 async def test_closing_session_interrupts_running_command(engine):
@@ -329,3 +373,232 @@ async def test_closing_session_interrupts_running_command(engine):
     outcome = await asyncio.wait_for(run, 5)
     assert outcome.status == "interrupted"
     assert s not in engine.sessions()
+
+
+# -- routing: pools, help(), the app's own output ----------------------------------------------
+async def test_pool_work_from_session_prints_to_it_and_pool_threads_stay_the_apps(engine, capsys):
+    """run_in_executor from session code prints to the session; the pool's threads, created
+    during that session, still print the app's later work to the app's stdout."""
+    s, cap = open_session(engine)
+    out = await s.run("import asyncio\nasync def offload():\n"
+                      "    await asyncio.get_running_loop().run_in_executor(None, print, 'from session pool work')\n"
+                      "await offload()")
+    assert out.ok, cap.stderr
+    await asyncio.get_running_loop().run_in_executor(None, print, "from the app's pool work")
+    assert "from session pool work\n" in cap.stdout
+    assert "app's pool work" not in cap.stdout
+    assert "from the app's pool work" in capsys.readouterr().out
+
+
+async def test_app_thread_printing_during_session_keeps_its_stream(engine, capsys):
+    stop = threading.Event()
+
+    def app_thread() -> None:
+        while not stop.is_set():
+            print("app line")
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=app_thread)
+    thread.start()
+    try:
+        s, cap = open_session(engine)
+        await s.run("for i in range(200):\n    print('session line')\n    __import__('time').sleep(0.001)\n")
+    finally:
+        stop.set()
+        thread.join()
+    assert cap.stdout == "session line\n" * 200
+    app_out = capsys.readouterr().out
+    assert "app line" in app_out and "session line" not in app_out
+
+
+async def test_interactive_help_reads_and_writes_the_session(engine, capsys):
+    s, cap = open_session(engine)
+    cap.lines = ["len\n", "q\n"]
+    assert (await s.run("help()")).ok, cap.stderr
+    assert "Return the number of items in a container" in cap.stdout
+    assert "help> " in cap.stdout
+    assert "Return the number" not in capsys.readouterr().out
+
+
+async def test_help_never_uses_the_apps_terminal_pager(engine, monkeypatch):
+    """pydoc caches a pager (``less``) chosen for the app's terminal; sessions must not get it."""
+    used: list[str] = []
+    monkeypatch.setattr(pydoc, "getpager", lambda: lambda text: used.append(text))
+    s, cap = open_session(engine)
+    assert (await s.run("help(len)")).ok
+    assert "Return the number of items" in cap.stdout and used == []
+    pydoc.pager("app text")  # the app itself still gets pydoc's choice
+    assert used == ["app text"]
+
+
+# -- SystemExit / KeyboardInterrupt raised on the app loop ------------------------------------
+@pytest.mark.parametrize("exc, status", [("SystemExit(4)", "exit"), ("KeyboardInterrupt", "interrupted")])
+async def test_exit_raised_inside_awaited_coroutine_ends_only_the_session(engine, exc, status):
+    """asyncio re-raises SystemExit/KeyboardInterrupt out of the loop: the bridge must not."""
+    ticker = Ticker(0.005)
+    s, cap = open_session(engine)
+    await s.run(f"async def leave():\n    raise {exc}\n")
+    outcome = await s.run("await leave()")
+    assert outcome.status == status
+    before = ticker.ticks
+    await asyncio.sleep(0.1)
+    assert ticker.ticks > before and not ticker.task.done()  # the app's loop is alive and well
+    ticker.task.cancel()
+
+
+# -- interrupts of code blocked in C ----------------------------------------------------------
+async def test_interrupt_of_command_blocked_in_c_frees_the_session(engine):
+    s, cap = open_session(engine)
+    await s.run("import threading; gate = threading.Event()")
+    outcome, elapsed = await _interrupt_after_start(s, "gate.wait()")
+    assert outcome.status == "interrupted" and elapsed < 5
+    assert "blocked in C code" in cap.stderr
+    assert (await s.run("6 * 7")).value_repr == "42"  # a fresh worker thread
+    s.namespace["gate"].set()  # let the abandoned thread finish
+
+
+async def test_timeout_of_command_blocked_in_c(engine):
+    s, cap = open_session(engine)
+    await s.run("import threading; gate = threading.Event()")
+    outcome = await s.run("gate.wait()", timeout=0.2)
+    assert outcome.status == "timeout" and "timed out" in cap.stderr
+    assert (await s.run("6 * 7")).value_repr == "42"
+    s.namespace["gate"].set()
+
+
+# -- the scheduler ---------------------------------------------------------------------------
+def _drop(text: str) -> None:
+    pass
+
+
+@pytest.fixture
+async def fair_engine():
+    scheduler = Scheduler(slots=1, quantum=0.01, grace=0.05)
+    eng = Engine(NamespaceRegistry(), scheduler=scheduler)
+    yield eng
+    await eng.aclose()
+
+
+async def test_scheduler_rotates_cpu_bound_sessions_so_all_progress(fair_engine):
+    sessions = [fair_engine.open_session(f"u{i}", SessionIO(_drop, _drop)) for i in range(3)]
+    runs = [asyncio.create_task(s.run("n = 0\nwhile True:\n    n += 1\n")) for s in sessions]
+    deadline = time.monotonic() + 10  # wait-until: a loaded machine slows every hand-off
+    await asyncio.sleep(0.5)
+    while time.monotonic() < deadline and not all(s.namespace.get("n", 0) > 0 for s in sessions):
+        await asyncio.sleep(0.1)
+    progress = [s.namespace.get("n", 0) for s in sessions]
+    stats = fair_engine.scheduler.stats()
+    for s in sessions:
+        s.interrupt()
+    outcomes = await asyncio.gather(*runs)
+    assert all(o.status == "interrupted" for o in outcomes)
+    assert all(n > 0 for n in progress), progress  # nobody starved
+    assert stats.rotations >= 3 and stats.running == 1
+
+
+async def test_scheduler_interrupts_a_command_waiting_for_its_turn(fair_engine):
+    busy = fair_engine.open_session("busy", SessionIO(_drop, _drop))
+    spin = asyncio.create_task(busy.run("while True: pass"))
+    waiting = fair_engine.open_session("waiting", SessionIO(_drop, _drop))
+    outcome, elapsed = await _interrupt_after_start(waiting, "while True: pass")
+    assert outcome.status == "interrupted" and elapsed < 1.0
+    busy.interrupt()
+    assert (await spin).status == "interrupted"
+
+
+async def test_blocking_waits_lend_the_slot(fair_engine):
+    """A sleeping or awaiting command does not hold up the others (no eviction needed)."""
+    sleeper = fair_engine.open_session("sleeper", SessionIO(_drop, _drop))
+    for code in ("import time; time.sleep(1.5)", "import asyncio; await asyncio.sleep(1.5)"):
+        task = asyncio.create_task(sleeper.run(code))
+        while not sleeper.busy:
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.1)
+        other = fair_engine.open_session("other", SessionIO(_drop, _drop))
+        before = fair_engine.scheduler.stats().evictions
+        started = time.perf_counter()
+        assert (await other.run("sum(range(1000))")).value_repr == "499500"
+        assert time.perf_counter() - started < 1.0 and not task.done()
+        assert fair_engine.scheduler.stats().evictions == before
+        assert (await task).ok
+
+
+async def test_command_blocked_in_c_is_evicted_so_others_run(fair_engine):
+    blocked = fair_engine.open_session("blocked", SessionIO(_drop, _drop))
+    await blocked.run("import threading; gate = threading.Event()")
+    task = asyncio.create_task(blocked.run("gate.wait(3)"))
+    while not blocked.busy:
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.05)
+    other = fair_engine.open_session("other", SessionIO(_drop, _drop))
+    started = time.perf_counter()
+    assert (await other.run("2 + 2")).value_repr == "4"
+    assert time.perf_counter() - started < 1.0 and not task.done()
+    assert fair_engine.scheduler.stats().evictions >= 1
+    blocked.namespace["gate"].set()
+    assert (await task).ok
+
+
+async def test_switch_interval_lowered_only_while_commands_run(fair_engine):
+    original = sys.getswitchinterval()
+    s = fair_engine.open_session("u", SessionIO(_drop, _drop))
+    during = await s.run("import sys; sys.getswitchinterval()")
+    assert float(during.value_repr) == pytest.approx(fair_engine.scheduler.switch_interval)
+    assert sys.getswitchinterval() == pytest.approx(original)
+    # A value the app sets while a command runs is the app's: left alone afterwards.
+    await s.run("sys.setswitchinterval(0.002)")
+    assert sys.getswitchinterval() == pytest.approx(0.002)
+    sys.setswitchinterval(original)
+
+
+def test_checkpoints_keep_semantics_and_resolve_outside_the_namespace():
+    """Compiled checkpoints change no result, keep docstrings, and live in builtins so a
+    function typed into a session still runs when its code moves into an app module."""
+    from shellsvc.engine.scheduler import CHECKPOINT_NAME, install_checkpoint
+
+    install_checkpoint()
+    assert hasattr(builtins, CHECKPOINT_NAME)
+    source = (
+        "def f(n):\n    'Doc.'\n    total = 0\n    for i in range(n):\n        while i > 2:\n            i -= 2\n"
+        "        total += i\n    return total, [j for j in range(n) if j % 2], {k: k for k in 'ab'}\n"
+        "def gen():\n    yield from (x * x for x in range(3))\n"
+    )
+    ns: dict = {}
+    exec(compile_cell(source).body, ns)
+    plain: dict = {}
+    exec(source, plain)
+    assert ns["f"](7) == plain["f"](7) and list(ns["gen"]()) == [0, 1, 4]
+    assert ns["f"].__doc__ == "Doc."
+    moved = types.FunctionType(ns["f"].__code__, {"__builtins__": builtins})  # e.g. hot-swapped
+    assert moved(7) == plain["f"](7)
+
+
+async def test_random_interrupts_under_contention_never_wedge_the_scheduler(fair_engine):
+    """Sessions interrupted at random points - running, waiting for their turn, sleeping,
+    awaiting, inside checkpoints - always stop, stay usable, and leave no slot taken."""
+    codes = [
+        "n = 0\nwhile True:\n    n += 1\n",
+        "import time\nwhile True: time.sleep(0.01)",
+        "sum(i * i for i in range(10**9))",
+        "def f(k):\n    return 1 if k < 2 else f(k - 1) + f(k - 2)\nwhile True: f(15)",
+        "import asyncio\nawait asyncio.sleep(100)",
+    ]
+    rng = random.Random(99)
+    sessions = [fair_engine.open_session(f"u{i % 2}", SessionIO(_drop, _drop)) for i in range(4)]
+    end = time.monotonic() + 3
+
+    async def drive(session) -> int:
+        rounds = 0
+        while time.monotonic() < end:
+            run = asyncio.create_task(session.run(rng.choice(codes)))
+            await asyncio.sleep(rng.random() * 0.1)
+            session.interrupt()
+            assert (await asyncio.wait_for(run, 10)).status == "interrupted"
+            assert (await asyncio.wait_for(session.run("1 + 1"), 10)).value_repr == "2"
+            rounds += 1
+        return rounds
+
+    rounds = await asyncio.gather(*(drive(s) for s in sessions))
+    assert all(r > 0 for r in rounds)
+    stats = fair_engine.scheduler.stats()
+    assert stats.running == 0 and stats.waiting == 0

@@ -2,7 +2,8 @@
 
 The rewritten cell calls these helpers (see ``compiler``); the awaited coroutine runs
 as a task on the app loop, so it touches real app state safely, while the worker thread
-waits - interruptibly: an interrupt cancels the task.
+waits - interruptibly: an interrupt cancels the task - and lends its scheduler slot to
+other sessions meanwhile.
 """
 
 from __future__ import annotations
@@ -15,15 +16,31 @@ from collections.abc import AsyncIterable, Awaitable, Iterator
 from types import TracebackType
 from typing import Any, TypeVar
 
-from .control import current_control
+from .control import current_control, paused
 
 __all__ = ["LoopBridge"]
 
 T = TypeVar("T")
 
 
-async def _await(awaitable: Awaitable[T]) -> T:
-    return await awaitable
+class _Escaped(Exception):
+    """Carries ``SystemExit``/``KeyboardInterrupt`` out of the awaited task.
+
+    asyncio re-raises those two out of ``Task.__step``, which would stop the app's
+    event loop; wrapped, they reach the session's worker thread and end (or interrupt)
+    only that session.
+    """
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(exc)
+        self.exc = exc
+
+
+async def _guarded(awaitable: Awaitable[T]) -> T:
+    try:
+        return await awaitable
+    except (SystemExit, KeyboardInterrupt) as exc:
+        raise _Escaped(exc) from None
 
 
 class LoopBridge:
@@ -39,24 +56,29 @@ class LoopBridge:
             raise RuntimeError("the application's event loop is closed; nothing can be awaited")
         if getattr(self.loop, "_thread_id", None) == threading.get_ident():
             raise RuntimeError("await from the event loop's own thread would deadlock")
-        coro = awaitable if asyncio.iscoroutine(awaitable) else _await(awaitable)
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        future = asyncio.run_coroutine_threadsafe(_guarded(awaitable), self.loop)
         control = current_control()
-        if control is None:
-            return future.result()
-        with control.lock:
-            control.pending = future
-        if control.interrupted.is_set():
-            future.cancel()
+        if control is not None and control.thread_id != threading.get_ident():
+            control = None  # a thread the session's code started: not interruptible here
         try:
-            return future.result()
-        except concurrent.futures.CancelledError:
-            if control.interrupted.is_set():
-                control.land()
-            raise
-        finally:
+            if control is None:
+                return future.result()
             with control.lock:
-                control.pending = None
+                control.pending = future
+            if control.interrupted.is_set():
+                future.cancel()
+            try:
+                with paused(control):
+                    return future.result()
+            except concurrent.futures.CancelledError:
+                if control.interrupted.is_set():
+                    control.land()
+                raise
+            finally:
+                with control.lock:
+                    control.pending = None
+        except _Escaped as escaped:
+            raise escaped.exc from None
 
     def aiter(self, iterable: AsyncIterable[T]) -> Iterator[T]:
         iterator = iterable.__aiter__()

@@ -6,6 +6,9 @@ the app loop block in C and would not see that exception until they return, so t
 wait on the control's event instead (see :func:`install_sleep_hook` and
 ``bridge.LoopBridge``). Code blocked in other C calls sees the interrupt when the call
 returns. Nothing here touches signal handlers.
+
+Known blocking waits also give the command's scheduler slot away while they wait
+(:class:`paused`), so a sleeping session does not hold up the others.
 """
 
 from __future__ import annotations
@@ -15,8 +18,14 @@ import contextvars
 import ctypes
 import threading
 import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["CommandControl", "current_control", "install_sleep_hook"]
+if TYPE_CHECKING:
+    from .scheduler import Scheduler
+
+__all__ = ["CommandControl", "current_control", "install_sleep_hook", "paused", "real_sleep"]
 
 _raise_in_thread = ctypes.pythonapi.PyThreadState_SetAsyncExc
 _raise_in_thread.argtypes = [ctypes.c_ulong, ctypes.py_object]
@@ -57,7 +66,11 @@ class CommandControl:
         # Held while a command runs; released by interrupt() to wake an interruptible
         # sleep with a plain C-level lock wait (no Python frames for the interrupt to land in).
         self.wakeup = threading.Lock()
-        self.pending: concurrent.futures.Future[object] | None = None
+        self.pending: concurrent.futures.Future[Any] | None = None
+        #: The scheduler that gives this worker's commands their turn (set by the worker).
+        self.scheduler: Scheduler | None = None
+        #: Wakes whatever the worker waits on in the scheduler; called after an interrupt.
+        self.on_interrupt: Callable[[], None] | None = None
 
     def bind_current_thread(self) -> None:
         """Called once by the worker thread that will run this control's commands."""
@@ -89,8 +102,11 @@ class CommandControl:
             if self.wakeup.locked():
                 self.wakeup.release()
             pending = self.pending
+            wake = self.on_interrupt
         if pending is not None:
             pending.cancel()
+        if wake is not None:
+            wake()
         return True
 
     def finish(self) -> None:
@@ -118,24 +134,52 @@ class CommandControl:
         raise KeyboardInterrupt  # unreachable unless the spin somehow finished
 
 
-_real_sleep = time.sleep
+class paused:
+    """Around a known blocking wait in a worker thread: lend the scheduler slot to others.
+
+    A no-op outside the worker's own thread (threads the session's code started share
+    its context, hence its control).
+    """
+
+    __slots__ = ("_control",)
+
+    def __init__(self, control: CommandControl | None) -> None:
+        if control is not None and (control.scheduler is None or control.thread_id != threading.get_ident()):
+            control = None
+        self._control = control
+
+    def __enter__(self) -> None:
+        if self._control is not None:
+            self._control.scheduler.pause(self._control)  # type: ignore[union-attr]
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._control is not None:
+            self._control.scheduler.resume(self._control)  # type: ignore[union-attr]
+
+
+#: The interpreter's own ``time.sleep`` (the hook below replaces the module attribute).
+real_sleep = time.sleep
 _sleep_hook_lock = threading.Lock()
 
 
 def _interruptible_sleep(seconds: float) -> None:
     control = _current.get()
     if control is None or control.thread_id != threading.get_ident():
-        return _real_sleep(seconds)
+        return real_sleep(seconds)
     if seconds < 0:
         raise ValueError("sleep length must be non-negative")
-    if control.wakeup.acquire(True, min(seconds, threading.TIMEOUT_MAX)):
+    with paused(control):
+        woken = control.wakeup.acquire(True, min(seconds, threading.TIMEOUT_MAX))
+    if woken:
         control.wakeup.release()
         control.land()
     return None
 
 
-_interruptible_sleep.__doc__ = _real_sleep.__doc__
-_interruptible_sleep.__wrapped__ = _real_sleep  # type: ignore[attr-defined]
+_interruptible_sleep.__doc__ = real_sleep.__doc__
+_interruptible_sleep.__wrapped__ = real_sleep  # type: ignore[attr-defined]
 
 
 def install_sleep_hook() -> None:
@@ -145,4 +189,4 @@ def install_sleep_hook() -> None:
     """
     with _sleep_hook_lock:
         if time.sleep is not _interruptible_sleep:
-            time.sleep = _interruptible_sleep
+            time.sleep = _interruptible_sleep  # type: ignore[assignment]

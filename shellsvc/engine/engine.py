@@ -9,6 +9,7 @@ import weakref
 
 from .bridge import LoopBridge
 from .namespaces import NamespaceRegistry, Seed
+from .scheduler import Scheduler
 from .session import ExecSession
 from .streams import SessionIO
 
@@ -30,12 +31,15 @@ class Engine:
         *,
         loop: asyncio.AbstractEventLoop | None = None,
         max_running: int | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
-        """``max_running`` caps how many commands execute at once across all sessions.
+        """``max_running`` caps how many commands may be in progress at once across all
+        sessions (admission control: commands over the cap wait before they start).
 
-        Every running command is a thread competing with the app's loop for the GIL;
-        beyond a few, the loop's latency grows with their number (see
-        ``benchmarks/bench_engine.py``). Commands over the cap wait their turn.
+        ``scheduler`` time-slices the commands that are in progress so the app's loop
+        keeps its latency (see :mod:`shellsvc.engine.scheduler`); by default the
+        process-wide :meth:`Scheduler.shared`. ``Scheduler(slots=None,
+        switch_interval=None)`` turns scheduling off.
         """
         if max_running is not None and max_running < 1:
             raise ValueError(f"Engine max_running must be a positive number or None, not {max_running!r}")
@@ -46,6 +50,7 @@ class Engine:
         self.bridge = LoopBridge(self.loop)
         self.max_running = max_running
         self.slots = asyncio.Semaphore(max_running) if max_running else None
+        self.scheduler = scheduler if scheduler is not None else Scheduler.shared()
         self._sessions: weakref.WeakValueDictionary[int, ExecSession] = weakref.WeakValueDictionary()
         self._lock = threading.Lock()
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from . import streams
 from .compiler import AITER_NAME, AWAIT_NAME, AWITH_NAME, compile_cell
 from .control import CommandControl, install_sleep_hook
+from .scheduler import CHECKPOINT_NAME, TICK, install_checkpoint
 from .streams import SessionIO
 from .tracebacks import format_user_exception
 
@@ -58,6 +59,8 @@ class _Job:
     started: float = field(default_factory=time.perf_counter)
     #: Set by an interrupt that arrives before the worker picked the job up.
     cancelled: str | None = None
+    #: Whether a watchdog waits for this interrupted job to stop.
+    watched: bool = False
 
 
 def _exit_code(code: object) -> int:
@@ -78,6 +81,7 @@ class _Worker:
     def __init__(self, session: ExecSession) -> None:
         self.session = session
         self.control = CommandControl()
+        self.control.scheduler = session.engine.scheduler
         self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self.thread = threading.Thread(
             target=self._main, name=f"shellsvc-{session.user}-{session.id}", daemon=True
@@ -94,12 +98,14 @@ class _Worker:
             try:
                 outcome = self.session._execute(job, self.control)
             except KeyboardInterrupt:
-                # An interrupt that landed after the user's code had finished.
-                outcome = Outcome("interrupted", 1)
+                # Cannot happen by design (_execute lands every interrupt itself); be safe.
+                self.session.io.write_err("KeyboardInterrupt\n")
+                outcome = Outcome("interrupted", 1, error="KeyboardInterrupt\n")
             except BaseException as exc:  # noqa: BLE001 - an engine bug must not hang the caller
                 log.exception("session %s: internal error running a command", self.session.label)
                 outcome = Outcome("error", 1, error=f"shellsvc internal error: {exc!r}\n")
             self.control.finish()
+            self.session.engine.scheduler.end(self.control)
             outcome.duration = time.perf_counter() - job.started
             self.session._deliver(job.future, outcome)
 
@@ -133,6 +139,7 @@ class ExecSession:
         async with self._lock, self._slot():
             streams.install()
             install_sleep_hook()
+            install_checkpoint()
             worker = self._worker
             if worker is None or not worker.thread.is_alive():
                 worker = self._worker = _Worker(self)
@@ -141,10 +148,11 @@ class ExecSession:
             job = self._job = _Job(source, future)
             worker.jobs.put(job)
             try:
-                return await asyncio.wait_for(asyncio.shield(future), timeout)
-            except TimeoutError:
-                self._interrupt(worker, "timeout")
-                return await self._settle(worker, future, "timeout")
+                try:
+                    return await asyncio.wait_for(asyncio.shield(future), timeout)
+                except TimeoutError:
+                    self._interrupt(worker, "timeout")
+                    return await future  # settled by the command or by the watchdog
             except asyncio.CancelledError:
                 self._interrupt(worker, "cancelled")
                 raise
@@ -169,8 +177,35 @@ class ExecSession:
             job.cancelled = reason  # in case the worker has not picked it up yet
         if worker.control.interrupt(reason):
             self.engine.loop.call_soon_threadsafe(self._resend, worker, 1)
+            if job is not None and not job.watched:
+                job.watched = True
+                self.engine.loop.call_soon_threadsafe(self._watch, worker, job)
             return True
         return job is not None
+
+    def _watch(self, worker: _Worker, job: _Job) -> None:
+        self.engine.loop.call_later(INTERRUPT_GRACE, self._abandon_if_stuck, worker, job)
+
+    def _abandon_if_stuck(self, worker: _Worker, job: _Job) -> None:
+        """The interrupted command did not stop (blocked in C): give the session a fresh worker.
+
+        The old thread keeps its pending interrupt and ends when its C call returns.
+        """
+        if job.future.done():
+            return
+        reason = worker.control.reason or "interrupt"
+        log.warning("session %s: command did not stop within %.1fs of %s; abandoning its worker thread",
+                    self.label, INTERRUPT_GRACE, reason)
+        worker.jobs.put(None)
+        if self._worker is worker:
+            self._worker = None
+        self.engine.scheduler.end(worker.control)
+        status = "timeout" if reason == "timeout" else "interrupted"
+        text = (f"{'TimeoutError: command timed out' if status == 'timeout' else 'KeyboardInterrupt'}"
+                " - the command is blocked in C code and still runs in a background thread;"
+                " the session continues in a fresh thread\n")
+        self.io.write_err(text)
+        job.future.set_result(Outcome(status, 1, error=text, duration=time.perf_counter() - job.started))
 
     def _resend(self, worker: _Worker, attempt: int) -> None:
         """Re-send an interrupt that has not stopped the command yet (see CommandControl.interrupt)."""
@@ -193,6 +228,9 @@ class ExecSession:
         if worker is not None:
             self._interrupt(worker, "closed")
             worker.jobs.put(None)
+            # Free its scheduler slot now: if the command is stuck in C and the loop closes
+            # before the watchdog fires, nobody else would.
+            self.engine.scheduler.end(worker.control)
         self.engine._forget(self)
 
     # -- worker side ----------------------------------------------------------------------
@@ -204,12 +242,16 @@ class ExecSession:
         namespace[AWAIT_NAME] = bridge.await_
         namespace[AITER_NAME] = bridge.aiter
         namespace[AWITH_NAME] = bridge.awith
-        control.begin()
-        if job.cancelled:
-            control.interrupt(job.cancelled)
+        # Also in builtins (for code moved elsewhere); here, top-level loops find it with
+        # their first, unspecialised name lookup instead of their third.
+        namespace[CHECKPOINT_NAME] = TICK
         try:
             try:
-                cell = compile_cell(source, label=self.label)
+                control.begin()
+                if job.cancelled:  # interrupted before the worker picked it up
+                    control.interrupt(job.cancelled)
+                self.engine.scheduler.begin(control)
+                cell = compile_cell(source, label=self.label, checkpoints=self.engine.scheduler.enabled)
                 if cell.body is not None:
                     exec(cell.body, namespace)
                 value_repr = None
@@ -249,22 +291,6 @@ class ExecSession:
             loop.call_soon_threadsafe(settle)
         except RuntimeError:
             log.warning("session %s finished a command after the event loop closed", self.label)
-
-    async def _settle(self, worker: _Worker, future: asyncio.Future[Outcome], status: str) -> Outcome:
-        """Wait for an interrupted command to stop; abandon its worker if it will not."""
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), INTERRUPT_GRACE)
-        except TimeoutError:
-            log.warning("session %s: command did not stop within %.1fs; abandoning its worker thread",
-                        self.label, INTERRUPT_GRACE)
-            worker.jobs.put(None)
-            if self._worker is worker:
-                self._worker = None
-            text = (f"{'TimeoutError: command timed out' if status == 'timeout' else 'KeyboardInterrupt'}"
-                    " - the command is blocked in C code and still runs in a background thread;"
-                    " the session continues in a fresh thread\n")
-            self.io.write_err(text)
-            return Outcome(status, 1, error=text)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else ("busy" if self.busy else "idle")

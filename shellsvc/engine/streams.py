@@ -9,13 +9,17 @@ that was there before, unchanged.
 
 from __future__ import annotations
 
+import concurrent.futures.thread
 import contextvars
+import functools
 import io
 import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
+
+from .control import current_control, paused
 
 __all__ = ["SessionIO", "current_io", "install", "use_io"]
 
@@ -136,7 +140,8 @@ class _RoutedInput(io.TextIOBase):
         sio = _current.get()
         if sio is None:
             return self.fallback.readline() if size in (None, -1) else self.fallback.readline(size)
-        line = sio.readline("")
+        with paused(current_control()):
+            line = sio.readline("")
         return line if line.endswith("\n") else line + "\n"
 
     def read(self, size: int | None = -1) -> str:  # type: ignore[override]
@@ -187,27 +192,73 @@ def install() -> None:
         if not isinstance(sys.stdin, _RoutedInput):
             sys.stdin = _RoutedInput(sys.stdin)  # type: ignore[assignment]
         _install_thread_hook()
+        _install_pager_hook()
 
 
 def _install_thread_hook() -> None:
-    """Make threads started from session code inherit the session's context.
+    """Make threads and pool work started from session code inherit the session's context.
 
     On 3.11 a new thread starts with an empty context, so without this a thread that
     session code starts would print to the server's console. Threads the app starts
-    outside any session are untouched: the hook only acts when a session is current.
+    outside any session are untouched: the hooks only act when a session is current.
+    A thread pool's worker threads are shared and outlive the session that happened to
+    create them, so they never inherit it; instead each work item submitted from session
+    code (``loop.run_in_executor`` …) runs in that session's context.
     """
     global _thread_hook_installed
     if _thread_hook_installed:
         return
     original_start = threading.Thread.start
+    pool_worker = getattr(concurrent.futures.thread, "_worker", None)
 
     def start(self: threading.Thread) -> None:
-        if _current.get() is not None:
+        if _current.get() is not None and getattr(self, "_target", None) is not pool_worker:
             context = contextvars.copy_context()
             run = self.run
             self.run = lambda: context.run(run)  # type: ignore[method-assign]
         original_start(self)
 
+    original_submit = concurrent.futures.ThreadPoolExecutor.submit
+
+    def submit(self: concurrent.futures.ThreadPoolExecutor, fn: Callable[..., Any], /,
+               *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        if _current.get() is not None:
+            fn = functools.partial(contextvars.copy_context().run, fn)
+        return original_submit(self, fn, *args, **kwargs)
+
     start.__wrapped__ = original_start  # type: ignore[attr-defined]
+    submit.__wrapped__ = original_submit  # type: ignore[attr-defined]
     threading.Thread.start = start  # type: ignore[method-assign]
+    concurrent.futures.ThreadPoolExecutor.submit = submit  # type: ignore[method-assign,assignment]
     _thread_hook_installed = True
+
+
+_pager_hook_installed = False
+
+
+def _install_pager_hook() -> None:
+    """Make ``help()`` page into the session, not into a pager on the server's terminal.
+
+    ``pydoc.pager`` picks a pager on first use and caches it: if the app's terminal got
+    ``less`` first, a session's ``help()`` would run ``less`` on the server's tty. The
+    hook writes plainly (to the session's stdout) while a session is current and keeps
+    pydoc's own choice, made lazily as before, for everyone else.
+    """
+    global _pager_hook_installed
+    if _pager_hook_installed:
+        return
+    import pydoc
+
+    chosen: list[Callable[[str], None]] = []
+
+    def pager(text: str) -> None:
+        if _current.get() is not None:
+            pydoc.plainpager(text)
+            return
+        if not chosen:
+            chosen.append(pydoc.getpager())
+        chosen[0](text)
+
+    pager.__wrapped__ = pydoc.pager  # type: ignore[attr-defined]
+    pydoc.pager = pager
+    _pager_hook_installed = True

@@ -31,7 +31,7 @@ async def embed(
     *,
     user: str | None = None,
     engine: Engine | None = None,
-    history_file: Path | None = None,
+    history_file: str | os.PathLike[str] | None = None,
     banner: str | None = None,
     command_timeout: float | None = None,
 ) -> None:
@@ -41,6 +41,10 @@ async def embed(
     visible to the app and vice versa. Returns when the user presses Ctrl-D or calls
     ``exit()``; the application keeps running throughout.
     """
+    stdin, stdout = sys.__stdin__, sys.__stdout__
+    if stdin is None or stdout is None:
+        raise RuntimeError("shellsvc.embed() needs the process's terminal, but sys.__stdin__/sys.__stdout__ is "
+                           "None (no console); serve the REPL over SSH with shellsvc.Service instead")
     user = user or getpass.getuser()
     if engine is None:
         registry = NamespaceRegistry()
@@ -49,15 +53,15 @@ async def embed(
         engine = Engine(registry, loop=asyncio.get_running_loop())
     elif namespace is not None:
         engine.namespaces.adopt(user, namespace)
-    session = engine.open_session(user, SessionIO(sys.__stdout__.write, sys.__stderr__.write), label="local")
+    session = engine.open_session(user, SessionIO(stdout.write, stdout.write), label="local")
     if banner is None:
         banner = (f"shellsvc {sys.version.split()[0]} local REPL as {user!r} - the app keeps running.\n"
                   "Ctrl-C interrupts, Ctrl-D exits, Alt-Enter submits a block.")
-    with create_app_session(input=create_input(sys.__stdin__), output=create_output(sys.__stdout__)):
+    with create_app_session(input=create_input(stdin), output=create_output(stdout)):
         try:
             await run_repl(
                 session,
-                history_file=history_file if history_file is not None else default_history_file(user),
+                history_file=Path(history_file) if history_file is not None else default_history_file(user),
                 banner=banner,
                 command_timeout=command_timeout,
             )

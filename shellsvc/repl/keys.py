@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from prompt_toolkit.filters import has_completions, has_selection
+from prompt_toolkit.filters import completion_is_selected, has_completions, has_selection
 from prompt_toolkit.key_binding import KeyBindings
 from prompt_toolkit.key_binding.key_processor import KeyPressEvent
 
@@ -41,7 +41,12 @@ def _indent_for(line: str) -> str:
 def python_prompt_bindings() -> KeyBindings:
     kb = KeyBindings()
 
-    @kb.add("enter", filter=~has_selection & ~has_completions)
+    @kb.add("enter", filter=completion_is_selected)
+    def _accept_completion(event: KeyPressEvent) -> None:
+        """Enter on a highlighted completion takes it (the text is already in); run needs another Enter."""
+        event.current_buffer.complete_state = None
+
+    @kb.add("enter", filter=~has_selection & ~completion_is_selected)
     def _enter(event: KeyPressEvent) -> None:
         buffer = event.current_buffer
         document = buffer.document
