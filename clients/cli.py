@@ -24,7 +24,6 @@ import asyncssh
 from .connection import ConnectError, ConnectOptions, ask_password_on_terminal, open_connection
 from .fanout import Action, fan_out, format_table, results_json
 from .hostkeys import HostKeyError, default_known_hosts
-from .interactive import default_history_file, run_interactive
 from .remote import RemoteError, RemoteShell
 from .script import run_script, stdin_reader
 from .target import Target, parse_hosts, parse_target
@@ -178,6 +177,8 @@ async def _single(args: argparse.Namespace, target: Target, conn: asyncssh.SSHCl
     if code is None and not sys.stdin.isatty():
         code = sys.stdin.read()
     if code is None:
+        from .interactive import default_history_file, run_interactive  # prompt_toolkit: interactive only
+
         history = args.history or default_history_file(shell.role)
         return await run_interactive(shell, history_file=history, where=f"{target.host}:{target.port}")
     reads_stdin = args.file == "-" or (args.code is None and args.file is None)

@@ -12,6 +12,7 @@ _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _INTERNAL_PREFIXES = (
     os.path.join(_PACKAGE, "engine") + os.sep,
     os.path.join(_PACKAGE, "repl") + os.sep,
+    os.path.join(_PACKAGE, "server") + os.sep,
     os.path.dirname(os.path.abspath(concurrent.futures.__file__)) + os.sep,
 )
 

@@ -117,7 +117,7 @@ class _CommandRunner:
         self.sink.flush_now()
         asker: PromptSession[str] = PromptSession()
         try:
-            return await asker.prompt_async(message) + "\n"
+            return await asker.prompt_async(message, set_exception_handler=False, handle_sigint=False) + "\n"
         except KeyboardInterrupt:
             self.session.interrupt()
             raise EOFError("input interrupted") from None
@@ -171,7 +171,8 @@ async def run_repl(
         with app_session.input.raw_mode():
             while not session.closed:
                 try:
-                    text = await prompt.prompt_async()
+                    # Never take over the host loop's exception handler or SIGINT handler.
+                    text = await prompt.prompt_async(set_exception_handler=False, handle_sigint=False)
                 except KeyboardInterrupt:
                     continue
                 except EOFError:
