@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import statistics
 import sys
 import tempfile
 import textwrap
@@ -66,7 +67,34 @@ class PreparedWork:
     def method(self, x):
         record = {"id": x, "name": f"item-{x}", "tags": [x, x + 1]}
         return len(record["name"]) + sum(record["tags"])
+
+# The design not taken: the per-call keywords as keyword-only parameters (no overflow
+# parameter needed, but CPython 3.11 no longer specialises the call).
+class KeywordOnlyService:
+    def method(self, x, *, monkey_patch=None, decorator=None, decorators=None, context_manager=None):
+        if monkey_patch is not None or decorator is not None or decorators is not None or context_manager is not None:
+            return None
+        return x + 1
+
+class KeywordOnlyWork:
+    def method(self, x, *, monkey_patch=None, decorator=None, decorators=None, context_manager=None):
+        if monkey_patch is not None or decorator is not None or decorators is not None or context_manager is not None:
+            return None
+        record = {"id": x, "name": f"item-{x}", "tags": [x, x + 1]}
+        return len(record["name"]) + sum(record["tags"])
+
+class PlainAsync:
+    async def method(self, x):
+        return x + 1
+
+class PreparedAsync:
+    async def method(self, x):
+        return x + 1
 '''
+
+PLUGIN_CLASS = "class Service:\n" + "".join(
+    f"    def method_{i}(self, item, flag=False):\n        return (item, flag, {{revision}} + {i})\n\n" for i in range(12)
+)
 
 
 def measure(stmts: dict[str, str], env: dict[str, Any], number: int = NUMBER) -> dict[str, float]:
@@ -89,9 +117,9 @@ def in_thread(fn: Any) -> Any:
     return out[0]
 
 
-def row(label: str, ns: float, base_ns: float, target: str = "") -> None:
+def row(label: str, ns: float, base_ns: float, target: str = "", unit: str = "ns") -> None:
     note = f"   (target {target})" if target else ""
-    print(f"  {label:<66} {ns:9.1f} ns {ns / base_ns:7.2f}x{note}")
+    print(f"  {label:<66} {ns:9.1f} {unit} {ns / base_ns:7.2f}x{note}")
 
 
 def passthrough(fn: Any) -> Any:
@@ -130,6 +158,7 @@ def run(root: Path) -> None:
             pass
     prepare_plugin_class(mod.PreparedService)
     prepare_plugin_class(mod.PreparedWork)
+    prepare_plugin_class(mod.PreparedAsync)
     exec_ns: dict[str, Any] = {}
     exec("def nosource(x):\n    return x + 1\n", exec_ns)  # no source: generic forwarder
     nosource = exec_ns["nosource"]
@@ -145,6 +174,10 @@ def run(root: Path) -> None:
         "prepared_svc": mod.PreparedService(),
         "plain_work": mod.PlainWork(),
         "prepared_work": mod.PreparedWork(),
+        "kwonly_svc": mod.KeywordOnlyService(),
+        "kwonly_work": mod.KeywordOnlyWork(),
+        "plain_async": mod.PlainAsync(),
+        "prepared_async": mod.PreparedAsync(),
         "percall": percall,
         "scoped_patch": scoped_patch,
         "passthrough": passthrough,
@@ -178,13 +211,29 @@ def run(root: Path) -> None:
     row("peer: wrapt.FunctionWrapper installed, passing through", peers["wrapt"], peers["plain"])
     row("peer: unittest.mock.patch(wraps=...) installed (process-wide!)", peers["mock"], peers["plain"])
 
-    print("\nPlugin methods (baseline: the same method on an unprepared class)")
+    print("\nPlugin methods without per-call keywords (baseline: the same method on an unprepared class)")
     methods = measure({"plain": "plain_svc.method(1)", "prepared": "prepared_svc.method(1)",
-                       "work": "plain_work.method(1)", "prepared_work": "prepared_work.method(1)"}, env)
+                       "kwonly": "kwonly_svc.method(1)",
+                       "work": "plain_work.method(1)", "prepared_work": "prepared_work.method(1)",
+                       "kwonly_work": "kwonly_work.method(1)",
+                       "async": "plain_async.method(1).close()", "prepared_async": "prepared_async.method(1).close()"},
+                      env)
     row("plain method, return x + 1 (baseline)", methods["plain"], methods["plain"])
-    row("prepared method, called without per-call keywords", methods["prepared"], methods["plain"], "<= 1.3x")
+    row("prepared method (keywords + overflow parameter, positional)", methods["prepared"], methods["plain"],
+        "<= 1.3x")
+    row("  design not taken: keyword-only keywords (no call specialisation)", methods["kwonly"], methods["plain"])
     row("plain method, realistic body (baseline)", methods["work"], methods["work"])
-    row("prepared method, realistic body, without per-call keywords", methods["prepared_work"], methods["work"], "<= 1.3x")
+    row("prepared method, realistic body", methods["prepared_work"], methods["work"], "<= 1.3x")
+    row("  design not taken: keyword-only keywords, realistic body", methods["kwonly_work"], methods["work"])
+    row("async method, call + close the coroutine (baseline)", methods["async"], methods["async"])
+    row("prepared async method (keyword-only keywords)", methods["prepared_async"], methods["async"])
+
+    print("\nPreparing a plugin class with 12 public methods (baseline: the same class, unprepared)")
+    prepare = bench_prepare(root)
+    row("class statement, not prepared (baseline)", prepare["plain"], prepare["plain"], unit="us")
+    row("prepared, re-created from the same code object (plugin reload)", prepare["cached"], prepare["plain"],
+        unit="us")
+    row("prepared, new code (an edited file: source checked, compiled)", prepare["cold"], prepare["plain"], unit="us")
 
     print("\nPer-call decorator, active (baseline: the same decorator applied statically)")
     few = NUMBER // 10
@@ -219,31 +268,67 @@ def run(root: Path) -> None:
     print("\nHot swap of 1,000 functions (baseline: importlib.reload of the same module)")
     source = "".join(f"def f{i}(x):\n    return x + {i}\n\n" for i in range(1000))
     many = load_module(root, "bench_patch_many", source)
-    start = time.perf_counter()
-    importlib.reload(many)
-    reload_s = time.perf_counter() - start
+    reload_s = timed(lambda: importlib.reload(many))
     manager = PatchManager()  # in-memory journal
-    start = time.perf_counter()
-    for i in range(1000):
-        manager.patch(getattr(many, f"f{i}"), f"return x - {i}")
-    swap_s = time.perf_counter() - start
+    swap_s = timed(lambda: swap_all(manager, many, "return x - {i}"))
     assert many.f999(1000) == 1
+    again_s = timed(lambda: swap_all(manager, many, "return x + 2 * {i}"))
+    memory_rollback_s = timed(lambda: roll_back_all(manager))
     journaled = PatchManager(root / "state")
-    start = time.perf_counter()
-    for i in range(1000):
-        journaled.patch(getattr(many, f"f{i}"), f"return x * {i}")
-    journal_s = time.perf_counter() - start
-    start = time.perf_counter()
-    for record in reversed(journaled.patches()):
-        journaled.rollback(record.id)
-    rollback_s = time.perf_counter() - start
+    journal_s = timed(lambda: swap_all(journaled, many, "return x * {i}"))
+    rollback_s = timed(lambda: roll_back_all(journaled))
     print(f"  {'importlib.reload (baseline; leaves old references stale)':<66} {reload_s * 1000:9.1f} ms    1.00x")
     for label, seconds in (
-        ("hot swap x1000, in-memory journal", swap_s),
+        ("hot swap x1000, first patch of each (its source checked once)", swap_s),
+        ("hot swap x1000, each patched again", again_s),
+        ("rollback (1,000 of 2,000 stacked patches), in-memory journal", memory_rollback_s / 2),
         ("hot swap x1000, fsynced journal on disk", journal_s),
         ("rollback x1000, fsynced journal on disk", rollback_s),
     ):
         print(f"  {label:<66} {seconds * 1000:9.1f} ms {seconds / reload_s:7.2f}x  ({seconds * 1e6 / 1000:.0f} us each)")
+
+
+def timed(action: Any) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def swap_all(manager: PatchManager, module: Any, body: str) -> None:
+    for i in range(1000):
+        manager.patch(getattr(module, f"f{i}"), body.format(i=i))
+
+
+def roll_back_all(manager: PatchManager) -> None:
+    for record in reversed(manager.patches(active_only=True)):
+        manager.rollback(record.id)
+
+
+def bench_prepare(root: Path) -> dict[str, float]:
+    """Median µs to run a 12-method class statement: unprepared, prepared from cached code, new code."""
+    path = root / "bench_prepared_plugin.py"
+    path.write_text(PLUGIN_CLASS.format(revision=0))
+    same = compile(path.read_text(), str(path), "exec")
+    rounds = 20 if QUICK else 200
+
+    def run_class(code: Any, prepare: bool) -> float:
+        namespace: dict[str, Any] = {"__name__": "bench_prepared_plugin"}
+        start = time.perf_counter()
+        exec(code, namespace)
+        if prepare:
+            prepare_plugin_class(namespace["Service"])
+        return time.perf_counter() - start
+
+    run_class(same, True)  # the first preparation of this code compiles it once
+    plain, cached, cold = [], [], []
+    for revision in range(1, rounds + 1):
+        plain.append(run_class(same, False))
+        cached.append(run_class(same, True))
+        path.write_text(PLUGIN_CLASS.format(revision=revision))  # an edit: new code objects
+        fresh = compile(path.read_text(), str(path), "exec")
+        cold.append(run_class(fresh, True))
+    return {key: statistics.median(values) * 1e6 for key, values in
+            (("plain", plain), ("cached", cached), ("cold", cold))}
 
 
 if __name__ == "__main__":

@@ -81,11 +81,7 @@ def format_event(topic: str, event: dict[str, Any]) -> str:
     if topic == "runtime":
         return f"[runtime] {event.get('text') or event.get('kind')}\n"
     if topic == "patches":
-        ids = ", ".join(f"#{i}" for i in event.get("ids", []))
-        if event.get("kind") == "applied":
-            targets = ", ".join(event.get("targets", []))
-            return f"[patches] {event.get('user')} applied {event.get('file')}: {ids} ({targets})\n"
-        return f"[patches] {event.get('user')} rolled back {ids}\n"
+        return f"[patches] {event.get('text') or event.get('kind')}\n"
     return f"[{topic}] {event}\n"
 
 

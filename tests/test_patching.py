@@ -631,3 +631,120 @@ def test_bare_body_patch_uses_the_running_signature_when_the_file_changed(app, m
     linecache.checkcache(str(path))
     manager.patch(app.plain, "return x * 2")  # the running function still takes x
     assert app.plain(4) == 8
+
+
+def test_subscribers_hear_of_every_change_from_every_path(app, modules, tmp_path, manager):
+    """One event per change - REPL names, console command, health check, commit, supersede, re-apply."""
+    from shellsvc.patching import PatchEvent, admin_names, patches_command
+
+    heard: list[PatchEvent] = []
+    threads: set[str] = set()
+
+    def listen(event: PatchEvent) -> None:
+        heard.append(event)
+        threads.add(threading.current_thread().name)
+
+    def broken(event: PatchEvent) -> None:
+        raise RuntimeError("a subscriber's bug")
+
+    subscription = manager.subscribe(listen)
+    manager.subscribe(broken)  # logged, never raised to whoever patched, never stops the others
+    names = admin_names(manager, user="dave")
+    first = names["patch"](app.plain, "return x * 3", note="triple")
+    with pytest.raises(PatchHealthError):
+        manager.patch(app.Service.method, "return -1", user="erin", health_check=lambda: False)
+    assert patches_command(manager, f"rollback {first.id}", user="erin").startswith("rolled back")
+    worker = threading.Thread(target=manager.patch, args=(app.plain, "return x * 4"), kwargs={"user": "fay"},
+                              name="patcher")
+    worker.start()
+    worker.join(timeout=30)
+    kept = manager.patch(app.Service.method, "return x * 9", user="gil")
+    manager.commit(kept.id, user="gil")
+    assert [(e.kind, e.ids, e.targets, e.user) for e in heard] == [
+        ("applied", (1,), ("patch_app.plain",), "dave"),
+        ("health_check_failed", (2,), ("patch_app.Service.method",), "erin"),
+        ("rolled_back", (1,), ("patch_app.plain",), "erin"),
+        ("applied", (3,), ("patch_app.plain",), "fay"),
+        ("applied", (4,), ("patch_app.Service.method",), "gil"),
+        ("committed", (4,), ("patch_app.Service.method",), "gil"),
+    ]
+    assert heard[0].note == "triple" and "returned False" in (heard[1].reason or "")
+    assert heard[-1].committed_to == app.__file__ and "patcher" in threads  # on the thread that patched
+    assert heard[0].to_dict()["text"] == str(heard[0]) == "applied #1 (patch_app.plain) by dave"
+
+    heard.clear()
+    assert manager.supersede("patch_app", reason="plugin reloaded") == [3, 4]
+    assert [(e.kind, e.ids, e.reason) for e in heard] == [("superseded", (3, 4), "plugin reloaded")]
+    subscription.close()
+    subscription.close()  # idempotent
+    manager.patch(app.plain, "return 0")
+    assert len(heard) == 1
+
+
+def test_reapply_waits_for_unimported_modules_and_never_covers_edited_code(app, modules, tmp_path, manager):
+    later = modules("patch_app_later", "def f():\n    return 1\n")
+    manager.patch(app.plain, "return x * 7", user="alice")
+    manager.patch(later.f, "return 'patched'", user="alice")
+    manager.patch(app.Service.method, "return 0", user="bob")
+
+    # Restart: patch_app_later is not imported yet, and Service.method was edited (a deploy).
+    sys.modules.pop("patch_app_later")
+    edited = APP_SOURCE.replace("    def method(self, x):\n        return x + 1", "    def method(self, x):\n        return x + 100")
+    restarted = modules("patch_app", edited)
+    again = PatchManager(tmp_path / "state")
+    heard: list[Any] = []
+    again.subscribe(heard.append)
+    report = again.reapply()
+    assert report.applied == [1] and list(report.skipped) == [2] and list(report.superseded) == [3]
+    assert "not imported yet" in report.skipped[2] and "changed since" in report.superseded[3]
+    assert restarted.plain(1) == 7 and restarted.Service().method(1) == 101  # the deploy's code stays
+    assert [(e.kind, e.ids) for e in heard] == [("reapplied", (1,)), ("superseded", (3,))]
+    assert heard[0].user == "alice"
+
+    imported = importlib.import_module("patch_app_later")  # the application imports it later
+    assert imported.f() == 1
+    assert again.reapply().applied == [2] and imported.f() == "patched"  # nothing applied twice
+    assert [r.status for r in PatchManager(tmp_path / "state").patches()] == ["active", "active", "superseded"]
+    assert PatchManager(tmp_path / "state").reapply(import_modules=True).applied == [1, 2]
+
+
+def test_interrupted_health_check_leaves_nothing_applied(app, manager):
+    original = app.plain.__code__
+
+    def interrupted() -> bool:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        manager.patch(app.plain, "return -1", health_check=interrupted)
+    assert app.plain.__code__ is original and manager.patches() == []
+
+
+def test_bytecode_scan_finds_the_same_globals_as_dis(app):
+    """check_globals reads raw bytecode for speed; it must agree with the dis module."""
+    import dis
+
+    scan = importlib.import_module("shellsvc.patching.hotswap")._global_names  # the package's hotswap is the function
+
+    def by_dis(code: Any) -> tuple[set[str], set[str]]:
+        loads = {i.argval for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
+        stores = {i.argval for i in dis.get_instructions(code) if i.opname in ("STORE_GLOBAL", "STORE_NAME")}
+        for const in code.co_consts:
+            if hasattr(const, "co_code"):
+                inner = by_dis(const)
+                loads |= inner[0]
+                stores |= inner[1]
+        return loads, stores
+
+    big = "def big(x):\n    global g\n" + "".join(f"    v{i} = name{i} + {i}.5\n" for i in range(300)) + "    g = len\n"
+    namespace: dict[str, Any] = {}
+    exec(big, namespace)  # > 256 names and constants: EXTENDED_ARG
+    codes = [namespace["big"].__code__, app.plain.__code__, app.Service.greet.__code__, app.make_counter.__code__,
+             importlib.import_module("json.decoder").JSONDecoder.raw_decode.__code__, check_code()]
+    for code in codes:
+        loads, stores = scan(code)
+        assert (set(loads), set(stores)) == by_dis(code), code.co_name
+    assert "name299" in scan(namespace["big"].__code__)[0] and "g" in scan(namespace["big"].__code__)[1]
+
+
+def check_code() -> Any:
+    return compile("import os\nx = os.path.join(y, z)\ndef f():\n    return [w for w in x]\n", "<m>", "exec")

@@ -525,3 +525,112 @@ def test_instrumented_functions_are_freed_with_their_module(tmp_path, monkeypatc
     gc.collect()
     assert [ref() for ref in refs] == [None] * 5
     assert [ref() for ref in states] == [None] * 4
+
+
+ARITY_PLUGIN = '''
+from shellsvc.runtime import Plugin
+
+class {name}{base}:
+    def process(self, item):
+        return item
+
+    def scale(self, item, factor=2):
+        return item * factor
+
+    async def aprocess(self, item):
+        return item
+
+    def items(self, n):
+        yield from range(n)
+'''
+
+
+def test_plugin_method_with_too_many_arguments_raises_like_the_original(tmp_path, monkeypatch):
+    """``plugin.process(item, callback)`` must not run ``callback`` as a monkey patch."""
+    from shellsvc.console.registry import build_command
+
+    (tmp_path / "arity_plugin.py").write_text(
+        ARITY_PLUGIN.format(name="Worker", base="(Plugin)") + ARITY_PLUGIN.format(name="Plain", base="").split("\n", 2)[2]
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("arity_plugin", None)
+    module = importlib.import_module("arity_plugin")
+    try:
+        plugin, plain = module.Worker(), module.Plain()  # the same methods, prepared and not
+        called: list[Any] = []
+
+        def callback(*args: Any, **kwargs: Any) -> Any:
+            called.append(args)
+            return args[0] if args else None
+
+        def refusal(call: Any) -> str:
+            with pytest.raises(TypeError) as refused:
+                call()
+            return str(refused.value).replace("Plain.", "Worker.")
+
+        cases = [
+            ("process", (1, callback)),
+            ("process", (1, None)),  # a None too many is refused as well
+            ("process", (1, callback, callback)),
+            ("process", (1, callback, "timer", [callback], callback)),
+            ("scale", (1, 3, callback)),
+            ("scale", (1, 3, 0, 0)),
+        ]
+        for name, args in cases:
+            expected = refusal(lambda: getattr(plain, name)(*args))
+            assert refusal(lambda: getattr(plugin, name)(*args)) == expected, (name, args)
+            assert refusal(lambda: getattr(module.Worker, name)(plugin, *args)) == expected
+        # Generators and coroutines refuse at the call, as CPython does, not at the first next()/await.
+        for name in ("aprocess", "items"):
+            assert refusal(lambda: getattr(plugin, name)(1, callback)) == refusal(lambda: getattr(plain, name)(1, callback))
+        # Way too many: CPython's own refusal (its counts include the hidden parameters); still nothing runs.
+        with pytest.raises(TypeError, match="positional arguments but 9 were given"):
+            plugin.process(*[callback] * 8)
+        # Too many positional arguments next to a real per-call keyword: refused too.
+        with pytest.raises(TypeError, match="takes 2 positional arguments but 3 were given"):
+            plugin.process(1, callback, decorator="timer")
+        assert called == []
+
+        # Right calls still work, with and without the keywords, also after a hot swap.
+        assert plugin.process(5) == 5 and plugin.scale(2) == 4 and plugin.scale(2, factor=5) == 10
+        assert plugin.process(5, decorator=lambda f: lambda *a: f(*a) + 1) == 6
+        assert asyncio.run(plugin.aprocess(3, decorators=[])) == 3 and list(plugin.items(2)) == [0, 1]
+        PatchManager(tmp_path / "state").patch(module.Worker.process, "def process(self, item):\n    return -item\n")
+        assert plugin.process(5) == -5 and refusal(lambda: plugin.process(1, callback)) == refusal(
+            lambda: plain.process(1, callback))
+        assert called == []
+
+        # What callers, help() and the operator console see: no hidden parameter.
+        signature = inspect.signature(plugin.scale)
+        assert str(signature) == (
+            "(item, factor=2, *, monkey_patch=None, decorator=None, decorators=None, context_manager=None)")
+        assert list(inspect.signature(module.Worker.scale).parameters)[:3] == ["self", "item", "factor"]
+        assert [p.name for p in build_command(plugin.scale).params] == ["item", "factor"]
+        assert repr(signature).startswith("<Signature (item, factor=2, *")
+    finally:
+        sys.modules.pop("arity_plugin", None)
+
+
+def test_plugin_class_recreated_from_unchanged_code_compiles_nothing(tmp_path, monkeypatch):
+    """A plugin reload of an unchanged file re-creates the class from the same code object."""
+    from shellsvc.patching import instrument
+
+    path = tmp_path / "cached_plugin.py"
+    path.write_text(ARITY_PLUGIN.format(name="Worker", base="(Plugin)"))
+    code = compile(path.read_text(), str(path), "exec")
+    first: dict[str, Any] = {"__name__": "cached_plugin"}
+    exec(code, first)
+    compiled: list[Any] = []
+    real = instrument.compile_function
+    monkeypatch.setattr(instrument, "compile_function", lambda *a, **k: compiled.append(a) or real(*a, **k))
+    second: dict[str, Any] = {"__name__": "cached_plugin"}
+    exec(code, second)
+    assert compiled == []
+    old, new = first["Worker"](), second["Worker"]()
+    assert old.process.__func__ is not new.process.__func__
+    # Each function got its own instrumentation (its own state), sharing only the compiled template.
+    assert instrument.state_for(new.process.__func__, create=False).fn is new.process.__func__
+    assert new.process(2, decorator=lambda f: lambda *a: ("new", f(*a))) == ("new", 2)
+    assert old.process(2, decorator=lambda f: lambda *a: ("old", f(*a))) == ("old", 2)
+    with pytest.raises(TypeError, match="takes 2 positional arguments but 3 were given"):
+        new.process(1, 2)

@@ -92,6 +92,39 @@ def test_serve_hosts_plugins_and_audits_reloads(tmp_path: Path) -> None:
     assert [r["event"] for r in audit(log)][-1] == "service_stop"
 
 
+def test_serve_reapplies_the_patch_journal_after_a_restart(tmp_path: Path) -> None:
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "greeter.py").write_text(PLUGIN_V1)
+    config = tmp_path / "shellsvc.toml"
+    config.write_text(f'[server]\nport = 0\nstate_dir = "state"\nplugins = ["plugins"]\n'
+                      f'[limits]\nauth_failure_delay = 0.01\n'
+                      f'[users.alice]\nrole = "admin"\npassword_hash = "{FAST_HASH}"\n')
+
+    async def call(port: int, source: str) -> asyncssh.SSHCompletedProcess:
+        async with asyncssh.connect("127.0.0.1", port, username="alice", password=PASSWORD,
+                                    known_hosts=None, client_keys=None, agent_path=None, config=None) as conn:
+            return await conn.run(source)
+
+    patch = ("patch(plugins.greeter.greet, 'def greet(self, who):\\n    return \"patched \" + who\\n')"
+             ".id")
+    for run in ("first", "second"):
+        child = spawn_cli("serve", "--config", str(config), "--log-level", "WARNING")
+        try:
+            child.expect(r"listening on 127\.0\.0\.1:(\d+)")
+            port = int(child.match.group(1))
+            if run == "first":
+                assert asyncio.run(call(port, "plugins.greeter.greet('x')")).stdout == "'hello x'\n"
+                applied = asyncio.run(call(port, patch))
+                assert applied.exit_status == 0, applied.stderr
+            # after the restart the journal put the patch back over the freshly loaded plugin
+            assert asyncio.run(call(port, "plugins.greeter.greet('x')")).stdout == "'patched x'\n"
+        finally:
+            assert stop(child) == 0
+    reapplied = [r for r in audit(tmp_path / "state" / "audit.log") if r["event"] == "patches_reapplied"]
+    assert [r["applied"] for r in reapplied] == [[], [1]]
+
+
 def test_serve_reports_config_errors_with_file_and_key(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text('[users.alice]\nrole = "superuser"\npassword_hash = "x"\n')

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from . import streams
 from .compiler import AITER_NAME, AWAIT_NAME, AWITH_NAME, compile_cell
 from .control import CommandControl, install_sleep_hook
+from .identity import current_user
 from .scheduler import CHECKPOINT_NAME, TICK, install_checkpoint
 from .streams import SessionIO
 from .tracebacks import format_user_exception
@@ -91,6 +92,7 @@ class _Worker:
     def _main(self) -> None:
         self.control.bind_current_thread()
         streams._current.set(self.session.io)
+        current_user.set(self.session.user)  # e.g. the patch journal records who patched
         while True:
             job = self.jobs.get()
             if job is None:

@@ -4,6 +4,7 @@ See docs/patching.md. The pieces, one job each:
 
 * :mod:`.hotswap` - compile and apply an in-place code swap (every reference sees it);
 * :mod:`.manager` / :mod:`.journal` - ids, users, health checks, conflicts, rollback, persistence;
+* :mod:`.events` - what the manager tells subscribers after every change;
 * :mod:`.commit` - write a patch back into the source file;
 * :mod:`.instrument` / :mod:`.scoped` - the ContextVar trampoline behind scoped patches;
 * :mod:`.percall` / :mod:`.plugin_methods` - per-call ``monkey_patch=``/``decorator=``... options;
@@ -22,6 +23,7 @@ from .errors import (
     PatchRefused,
     ResolveError,
 )
+from .events import PatchEvent, PatchSubscription
 from .journal import PatchJournal, PatchRecord
 from .manager import (
     PatchManager,
@@ -46,6 +48,7 @@ __all__ = [
     "PatchCompileError",
     "PatchConflict",
     "PatchError",
+    "PatchEvent",
     "PatchHealthError",
     "PatchJournal",
     "PatchManager",
@@ -53,6 +56,7 @@ __all__ = [
     "PatchRecord",
     "PatchRefused",
     "PatchResolver",
+    "PatchSubscription",
     "ReapplyReport",
     "ResolveError",
     "admin_names",

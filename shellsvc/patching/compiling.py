@@ -16,9 +16,11 @@ import copy
 import inspect
 import itertools
 import linecache
+import threading
 import textwrap
 import types
 import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +35,7 @@ __all__ = [
     "function_kind",
     "parse_function_source",
     "register_source",
+    "remember_source",
     "running_source",
     "source_of_code",
 ]
@@ -221,6 +224,15 @@ def running_source(code: types.CodeType, class_name: str | None) -> FunctionSour
     return result
 
 
+def remember_source(code: types.CodeType, source: FunctionSource, class_name: str | None) -> None:
+    """Record that ``code`` was just compiled from ``source``: patching it again needs no check."""
+    lines = linecache.cache.get(code.co_filename)
+    stamp = id(lines[2]) if lines else 0
+    if stamp:
+        _source_cache[code] = (stamp, source)
+        _verified[code] = (stamp, class_name, source)
+
+
 def class_name_of(fn: types.FunctionType) -> str | None:
     """The innermost class in ``fn``'s qualname (needed for private-name mangling), if any."""
     parts = fn.__qualname__.split(".")[:-1]
@@ -231,7 +243,64 @@ def class_name_of(fn: types.FunctionType) -> str | None:
     return None
 
 
+_DEF_INDEX_SIZE = 32
+#: The fields holding statements (or handlers / match cases, which hold statements).
+_STATEMENT_LISTS = ("body", "orelse", "finalbody", "handlers", "cases")
+#: filename -> (the linecache lines it was built from, first line -> defs starting there).
+_def_index: OrderedDict[str, tuple[list[str], dict[int, list[FunctionDef]] | None]] = OrderedDict()
+_def_index_lock = threading.Lock()
+
+
+def _defs_of(filename: str, lines: list[str]) -> dict[int, list[FunctionDef]] | None:
+    """Every ``def`` in a file by its first line (its first decorator's, if any): one parse per file text.
+
+    Patching many functions of one module (or preparing a plugin class) then finds each
+    one's source without re-reading and re-tokenizing the file per function.
+    """
+    with _def_index_lock:
+        cached = _def_index.get(filename)
+        if cached is not None and cached[0] is lines:
+            _def_index.move_to_end(filename)
+            return cached[1]
+    try:
+        tree = ast.parse("".join(lines), filename)
+    except (SyntaxError, ValueError):  # mid-edit, or not Python: the slower search may still isolate the def
+        index = None
+    else:
+        index = {}
+        stack: list[Any] = list(tree.body)
+        while stack:  # statements only: a def is never inside an expression (ast.walk would visit them all)
+            node = stack.pop()
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
+                index.setdefault(first, []).append(node)
+            for field in _STATEMENT_LISTS:
+                children = getattr(node, field, None)
+                if children:
+                    stack.extend(children)
+    with _def_index_lock:
+        _def_index[filename] = (lines, index)
+        _def_index.move_to_end(filename)
+        while len(_def_index) > _DEF_INDEX_SIZE:
+            _def_index.popitem(last=False)
+    return index
+
+
 def _find_source(code: types.CodeType) -> FunctionSource | None:
+    filename = code.co_filename
+    linecache.checkcache(filename)
+    lines = linecache.getlines(filename)
+    index = _defs_of(filename, lines) if lines else None
+    if index is None:
+        return _find_source_with_inspect(code)  # e.g. a loader-provided source (zip import) needs the module
+    first = code.co_firstlineno
+    for node in index.get(first, ()):
+        if node.name == code.co_name:
+            return FunctionSource(node, filename, textwrap.dedent("".join(lines[first - 1 : node.end_lineno])))
+    return None
+
+
+def _find_source_with_inspect(code: types.CodeType) -> FunctionSource | None:
     try:
         lines, first_line = inspect.getsourcelines(code)
     except (OSError, TypeError):
@@ -285,10 +354,7 @@ def compile_function(
         names = [ast.Name(v, ast.Load()) for v in freevars]
         extra.append(ast.If(ast.Constant(False), [ast.Expr(ast.Tuple(names, ast.Load()))], []))
     for stmt in extra + (prologue or []):
-        for node in ast.walk(stmt):
-            if "lineno" in node._attributes:
-                node.lineno = node.end_lineno = line
-                node.col_offset = node.end_col_offset = 0
+        _place(stmt, line)
     # Padding goes last: before a 'nonlocal' statement it would be a syntax error.
     fdef.body = head + (prologue or []) + rest + extra
     for name in extra_positional:
@@ -298,12 +364,14 @@ def compile_function(
         fdef.args.kwonlyargs.append(ast.arg(kw, None, lineno=line, col_offset=0, end_lineno=line, end_col_offset=0))
         fdef.args.kw_defaults.append(ast.Constant(None, lineno=line, col_offset=0, end_lineno=line, end_col_offset=0))
 
+    # The synthetic nodes around the def are positioned one by one: walking the whole
+    # tree (the def's body included) would cost as much as compiling it.
     outer_body: list[ast.stmt] = []
     plain_free = [v for v in freevars if not (v == "__class__" and class_name)]
     if plain_free:
-        outer_body.append(ast.Assign([ast.Name(v, ast.Store()) for v in plain_free], ast.Constant(None)))
+        outer_body.append(_place(ast.Assign([ast.Name(v, ast.Store()) for v in plain_free], ast.Constant(None)), line))
     if class_name:
-        outer_body.append(ast.ClassDef(class_name, [], [], [fdef], []))
+        outer_body.append(_place(ast.ClassDef(class_name, [], [], [fdef], []), line, deep=False))
         getter: ast.expr = ast.Subscript(
             ast.Attribute(ast.Name(class_name, ast.Load()), "__dict__", ast.Load()),
             ast.Constant(fdef.name),
@@ -312,13 +380,9 @@ def compile_function(
     else:
         outer_body.append(fdef)
         getter = ast.Name(fdef.name, ast.Load())
-    outer_body.append(ast.Return(getter))
+    outer_body.append(_place(ast.Return(getter), line))
     outer = ast.FunctionDef(_OUTER_NAME, ast.arguments([], [], None, [], [], None, []), outer_body, [], None)
-    module = ast.Module([outer], [])
-    for node in ast.walk(module):
-        if "lineno" in node._attributes and not hasattr(node, "lineno"):
-            node.lineno = node.end_lineno = line
-            node.col_offset = node.end_col_offset = 0
+    module = ast.Module([_place(outer, line, deep=False)], [])
     try:
         module_code = compile(module, source.filename, "exec", flags=future_flags & _FUTURE_MASK, dont_inherit=True)
     except SyntaxError as exc:
@@ -329,6 +393,28 @@ def compile_function(
         raise PatchCompileError(f"could not find the compiled body of {fdef.name!r}")
     inner = inner.replace(co_name=name or inner.co_name, co_qualname=qualname or inner.co_qualname)
     return inner, outer_code
+
+
+def _place(node: Any, line: int, *, deep: bool = True) -> Any:
+    """Give a synthetic node (and, if ``deep``, everything in it) the position ``line``.
+
+    A plain stack instead of :func:`ast.walk` (generators within generators): this runs
+    for every prologue compiled, on every method of a newly loaded plugin class.
+    """
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if item._attributes:  # stmt, expr, arg, keyword...: the nodes with a position
+            item.lineno = item.end_lineno = line
+            item.col_offset = item.end_col_offset = 0
+        if deep:
+            for name in item._fields:
+                value = getattr(item, name, None)
+                if isinstance(value, list):
+                    stack.extend(v for v in value if isinstance(v, ast.AST))  # not Global.names (str)
+                elif isinstance(value, ast.AST):
+                    stack.append(value)
+    return node
 
 
 def _find_code(code: types.CodeType, name: str, through: str | None = None) -> Any:

@@ -16,13 +16,16 @@ import ast
 import builtins
 import dis
 import inspect
+import sys
 import textwrap
 import types
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import instrument
 from .compiling import (
+    FunctionDef,
     FunctionSource,
     Params,
     class_name_of,
@@ -30,8 +33,8 @@ from .compiling import (
     function_kind,
     parse_function_source,
     register_source,
+    remember_source,
     running_source,
-    source_of_code,
 )
 from .errors import PatchCompileError, PatchRefused
 from .targets import describe, dotted_path, unwrap_function
@@ -54,15 +57,20 @@ class CompiledReplacement:
         return self.source.text if self.source is not None else None
 
 
-def _function_text(fn: types.FunctionType, text: str) -> str:
-    """Accept a whole ``def`` or a bare body; return the text of a complete ``def``."""
+def _function_text(fn: types.FunctionType, text: str) -> tuple[str, FunctionDef | None]:
+    """Accept a whole ``def`` or a bare body; return the text of a complete ``def``.
+
+    Also returns the parsed ``def`` when the text was one already (it is not parsed twice).
+    """
     dedented = textwrap.dedent(text).strip("\n") + "\n"
-    try:
-        tree = ast.parse(dedented)
-    except SyntaxError:
-        tree = None
+    tree = None
+    if dedented.startswith(("def", "async", "@")):  # else it cannot be a def: spare a failing parse
+        try:
+            tree = ast.parse(dedented)
+        except SyntaxError:
+            tree = None
     if tree is not None and len(tree.body) == 1 and isinstance(tree.body[0], (ast.FunctionDef, ast.AsyncFunctionDef)):
-        return dedented
+        return dedented, tree.body[0]
     base = instrument.base_code(fn)
     body = textwrap.indent(dedented, "    ")
     original = running_source(base, class_name_of(fn))  # None if the file changed: trust the code's signature
@@ -71,18 +79,18 @@ def _function_text(fn: types.FunctionType, text: str) -> str:
         node = original.node
         first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
         header = original.text.splitlines()[node.lineno - first : node.body[0].lineno - first]
-        return "\n".join(header) + "\n" + body
+        return "\n".join(header) + "\n" + body, None
     prefix = "async def" if base.co_flags & (inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR) else "def"
-    return f"{prefix} {fn.__name__}({Params.of(base).signature_text()}):\n{body}"
+    return f"{prefix} {fn.__name__}({Params.of(base).signature_text()}):\n{body}", None
 
 
 def compile_replacement(fn: types.FunctionType, replacement: Any) -> CompiledReplacement:
     """Compile ``replacement`` (source text or a function) for ``fn``; refuse if it cannot fit."""
     base = instrument.base_code(fn)
     if isinstance(replacement, str):
-        text = _function_text(fn, replacement)
+        text, node = _function_text(fn, replacement)
         filename = register_source(text, describe(fn))
-        source = parse_function_source(text, filename)
+        source = FunctionSource(node, filename, text) if node is not None else parse_function_source(text, filename)
         code, outer = compile_function(
             source,
             freevars=base.co_freevars,
@@ -94,6 +102,7 @@ def compile_replacement(fn: types.FunctionType, replacement: Any) -> CompiledRep
         )
         made = _make(outer, fn.__globals__, describe(fn))
         defaults, kwdefaults = _keep_unchanged_defaults(fn, base, source, made)
+        remember_source(code, source, class_name_of(fn))
         result = CompiledReplacement(code, source, defaults, kwdefaults, dict(made.__annotations__))
     elif callable(replacement):
         new_fn = unwrap_function(replacement)
@@ -104,10 +113,9 @@ def compile_replacement(fn: types.FunctionType, replacement: Any) -> CompiledRep
                 f"replacement's {code.co_freevars}; closures cannot be re-wired in place - pass source text "
                 "that uses the same enclosing variables, or replace the enclosing function"
             )
+        source = running_source(code, class_name_of(new_fn))  # None if its file changed since
         code = code.replace(co_name=base.co_name, co_qualname=base.co_qualname)
-        result = CompiledReplacement(
-            code, source_of_code(code), new_fn.__defaults__, new_fn.__kwdefaults__, dict(new_fn.__annotations__)
-        )
+        result = CompiledReplacement(code, source, new_fn.__defaults__, new_fn.__kwdefaults__, dict(new_fn.__annotations__))
     else:
         raise PatchRefused(f"replacement for {describe(fn)} must be source text or a function, not {type(replacement).__name__}")
     if function_kind(result.code) != function_kind(base):
@@ -121,21 +129,50 @@ def compile_replacement(fn: types.FunctionType, replacement: Any) -> CompiledRep
     return result
 
 
-def _global_names(code: types.CodeType) -> tuple[set[str], set[str]]:
-    """Global names ``code`` (and code nested in it) reads, and those it assigns."""
+_LOAD_GLOBAL = dis.opmap["LOAD_GLOBAL"]
+_LOAD_NAME = dis.opmap["LOAD_NAME"]
+_STORES = frozenset((dis.opmap["STORE_GLOBAL"], dis.opmap["STORE_NAME"]))
+_EXTENDED_ARG = dis.EXTENDED_ARG
+#: Since 3.11 LOAD_GLOBAL's argument is the name index shifted left (the low bit: "push NULL").
+_GLOBAL_SHIFT = 1 if sys.version_info >= (3, 11) else 0
+_names_cache: weakref.WeakKeyDictionary[types.CodeType, tuple[frozenset[str], frozenset[str]]] = weakref.WeakKeyDictionary()
+
+
+def _global_names(code: types.CodeType) -> tuple[frozenset[str], frozenset[str]]:
+    """Global names ``code`` (and code nested in it) reads, and those it assigns.
+
+    Reads the raw bytecode (two bytes per unit; inline caches are zero units) rather than
+    :func:`dis.get_instructions`, which builds an object per instruction: a hot swap
+    scans every replacement.
+    """
+    cached = _names_cache.get(code)
+    if cached is not None:
+        return cached
     loads: set[str] = set()
     stores: set[str] = set()
-    for instruction in dis.get_instructions(code):
-        if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
-            loads.add(instruction.argval)
-        elif instruction.opname in ("STORE_GLOBAL", "STORE_NAME"):
-            stores.add(instruction.argval)
+    names = code.co_names
+    raw = code.co_code
+    extended = 0
+    for op, arg in zip(raw[::2], raw[1::2]):
+        if op == _EXTENDED_ARG:
+            extended = (extended | arg) << 8
+            continue
+        arg |= extended
+        extended = 0
+        if op == _LOAD_GLOBAL:
+            loads.add(names[arg >> _GLOBAL_SHIFT])
+        elif op == _LOAD_NAME:
+            loads.add(names[arg])
+        elif op in _STORES:
+            stores.add(names[arg])
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             inner_loads, inner_stores = _global_names(const)
             loads |= inner_loads
             stores |= inner_stores
-    return loads, stores
+    found = frozenset(loads), frozenset(stores)
+    _names_cache[code] = found
+    return found
 
 
 def check_globals(
@@ -148,12 +185,15 @@ def check_globals(
     production. Names the running code already reads are not held against the patch.
     """
     loads, stores = _global_names(new)
-    known = fn.__globals__.keys() | _builtin_names(fn.__globals__) | stores
-    if old is not None:
-        known |= _global_names(old)[0]
-    missing = sorted(loads - known)
+    module_globals = fn.__globals__
+    builtin = _builtin_names(module_globals)
+    missing = [name for name in loads if name not in module_globals and name not in builtin and name not in stores]
+    if missing and old is not None:
+        already = _global_names(old)[0]
+        missing = [name for name in missing if name not in already]
     if not missing:
         return
+    missing.sort()
     module = fn.__globals__.get("__name__", "?")
     hint = (
         f" (they exist where the replacement was defined, {elsewhere.__globals__.get('__name__', '?')}, "
@@ -447,6 +487,7 @@ def _compile_method(fn: types.FunctionType, fsource: FunctionSource) -> Compiled
         raise PatchRefused(f"cannot swap {describe(fn)}: a {function_kind(base)} cannot become a {function_kind(code)}")
     check_globals(fn, code, base)
     defaults, kwdefaults = _keep_unchanged_defaults(fn, base, fsource, made)
+    remember_source(code, fsource, class_name_of(fn))
     return CompiledReplacement(code, fsource, defaults, kwdefaults, dict(made.__annotations__))
 
 

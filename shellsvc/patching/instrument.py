@@ -4,8 +4,8 @@ A function that takes part in scoped patches (or, for plugin methods, per-call k
 gets its ``__code__`` replaced by an *instrumented* version of its own body: the original
 instructions preceded by a small prologue::
 
-    if monkey_patch is not None or decorator is not None ...:  # per-call keywords
-        return <state>.percall(<state>.fn, a, b, ..., monkey_patch=monkey_patch, ...)
+    if __shellsvc_overflow__ is not <state>.not_given or monkey_patch is not None ...:
+        return <state>.percall_or_overflow(__shellsvc_overflow__, monkey_patch, ..., a, b)
     __shellsvc_scope__ = <state>.scopes.get()                  # scoped patches
     if __shellsvc_scope__ is not None:
         __shellsvc_replacement__ = __shellsvc_scope__.get(<state>)
@@ -13,8 +13,8 @@ instructions preceded by a small prologue::
             return __shellsvc_replacement__(a, b, *args, c=c, **kw)
     ... original body ...
 
-``<state>`` is a constant of the code object, so the function keeps its identity,
-signature and every reference to it, and an idle prologue costs one ContextVar read (the
+``<state>`` is a constant of the code object, so the function keeps its identity
+and every reference to it, and an idle prologue costs one ContextVar read (the
 only way to tell one thread/task from another). For scoped patches the prologue is only
 installed while a scope is open somewhere: with none open the function runs its exact
 original code object. When the function's source is unavailable (or does not match the
@@ -22,6 +22,18 @@ running code) a generic trampoline with the same parameters runs the same prolog
 then forwards to a clone of the original: one extra call, equally correct. The *base*
 code (the real implementation) is tracked here so that hot swaps replace the base and
 keep the instrumentation.
+
+Per-call keywords are trailing parameters with defaults, not keyword-only ones: CPython
+3.11 only specialises calls to functions without keyword-only parameters, and losing that
+costs more than the whole prologue. So that a positional argument too many can never land
+in ``monkey_patch`` (and run as a patch), a hidden parameter ``__shellsvc_overflow__``
+sits between the function's own parameters and the keywords: anything in it is an
+argument the original would have refused, and the prologue raises the TypeError the
+original raises. Coroutine and generator functions take the keywords keyword-only
+instead: their prologue only runs on the first ``send``, but CPython must refuse a wrong
+call when it is made. ``inspect.signature`` shows the function's own parameters followed
+by the keywords, keyword-only. Compiled prologues are cached per base code object, so a
+class re-created from unchanged code (a plugin reload) is prepared without compiling.
 """
 
 from __future__ import annotations
@@ -29,12 +41,13 @@ from __future__ import annotations
 import ast
 import contextvars
 import functools
+import inspect
 import logging
 import threading
 import types
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from .errors import PatchError
 from .compiling import (
@@ -49,11 +62,18 @@ from .compiling import (
     swap_constant,
 )
 
-__all__ = ["PERCALL_KEYWORDS", "FunctionState", "base_code", "instrumented", "set_base", "state_for"]
+__all__ = ["OVERFLOW_PARAMETER", "PERCALL_KEYWORDS", "FunctionState", "base_code", "instrumented", "set_base", "state_for"]
 
 log = logging.getLogger(__name__)
 
 PERCALL_KEYWORDS = ("monkey_patch", "decorator", "decorators", "context_manager")
+#: The hidden parameter that catches a positional argument too many (see the module docstring).
+OVERFLOW_PARAMETER = "__shellsvc_overflow__"
+#: *args, **kw, generator, coroutine, async generator: per-call keywords go keyword-only.
+_NOT_SIMPLE = (
+    inspect.CO_VARARGS | inspect.CO_VARKEYWORDS | inspect.CO_GENERATOR | inspect.CO_COROUTINE
+    | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
+)
 _PLACEHOLDER = "__shellsvc_instrument_state_5b1e__"
 _FORWARD_PLACEHOLDER = "__shellsvc_instrument_forward_5b1e__"
 
@@ -68,6 +88,25 @@ active_replacements: contextvars.ContextVar[dict[FunctionState, Callable[..., An
 _registry: dict[int, FunctionState] = {}
 _registry_lock = threading.RLock()
 _percall: Callable[..., Any] | None = None
+
+
+class _NotGiven:
+    """Default of the overflow parameter: only a positional argument too many replaces it."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<not given>"
+
+
+NOT_GIVEN = _NotGiven()
+
+#: base code -> {(scoped, percall, keywords positional, class name): (code, built from source)}.
+#: The code still holds the placeholders (no state, no function): shared by every function
+#: running that base - a plugin class re-created from unchanged code compiles nothing.
+_templates: weakref.WeakKeyDictionary[types.CodeType, dict[tuple[Any, ...], tuple[types.CodeType, bool]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 _KEEPALIVE = "__shellsvc_original__"
@@ -107,6 +146,7 @@ class FunctionState:
         "_fast",
         "_fn_ref",
         "lock",
+        "not_given",
         "percall_enabled",
         "scoped_enabled",
         "scopes",
@@ -117,6 +157,7 @@ class FunctionState:
         self._fn_ref = weakref.ref(fn, functools.partial(_forget, id(fn)))
         self.active = 0  # scopes currently open for this function, in any context
         self.scopes = active_replacements  # read by the instrumented prologue
+        self.not_given = NOT_GIVEN  # likewise: a slot, the fastest attribute to read
         self.base: types.CodeType = fn.__code__
         self.base_source: FunctionSource | None = None
         self.base_defaults: tuple[Any, ...] | None = fn.__defaults__
@@ -149,6 +190,47 @@ class FunctionState:
         if _percall is None:
             from .percall import percall as _percall  # circular at import time only
         return _percall(fn, *args, **kwargs)
+
+    def percall_or_overflow(
+        self, overflow: Any, monkey_patch: Any, decorator: Any, decorators: Any, context_manager: Any, *args: Any
+    ) -> Any:
+        """Where the prologue of a function with positional per-call keywords goes when one is set."""
+        if overflow is not NOT_GIVEN:
+            self.refuse_overflow(args, overflow, (monkey_patch, decorator, decorators, context_manager))
+        return self.percall(
+            self.fn, *args, monkey_patch=monkey_patch, decorator=decorator, decorators=decorators,
+            context_manager=context_manager,
+        )
+
+    def refuse_overflow(self, args: tuple[Any, ...], overflow: Any, options: tuple[Any, ...]) -> NoReturn:
+        """Raise the TypeError the original raises when given too many positional arguments.
+
+        The first argument too many is in the overflow parameter, the next ones in the
+        keyword slots up to the first one still ``None``; the original is then called with
+        them all, and CPython refuses the call before running any of it, with its own
+        message. (A keyword given by name next to an argument too many is counted as one
+        more positional argument: the call is wrong either way.)
+        """
+        given = [*args, overflow]
+        for value in options:
+            if value is None:
+                break
+            given.append(value)
+        clone = self.clone
+        if len(given) > clone.__code__.co_argcount:  # always: no *args in this mode
+            try:
+                clone(*given)
+            except TypeError as exc:
+                raise exc.with_traceback(None) from None
+        raise TypeError(f"{clone.__qualname__}() got {len(given)} positional arguments, more than it takes")
+
+    def own_signature(self) -> inspect.Signature:
+        """The signature of the base code with the base defaults and the function's annotations."""
+        fn = self.fn
+        own = types.FunctionType(self.base, fn.__globals__, fn.__name__, self.base_defaults, fn.__closure__)
+        own.__kwdefaults__ = self.base_kwdefaults
+        own.__annotations__ = fn.__annotations__
+        return inspect.signature(own)
 
     def __repr__(self) -> str:
         fn = self._fn_ref()
@@ -196,25 +278,39 @@ class FunctionState:
         globals would keep the function (and its module) alive through the registry.
         """
         self._fast = None
+        positional = self.percall_enabled and self._percall_positional()
         if not self.needs_instrumentation:
             self._install(self.base, self.base_defaults, self.base_kwdefaults)
+            self._set_signature(False)
             return
         key = (id(self.base), self.scoped_enabled, self.percall_enabled)
         cached = self._cache.get(key)
         if cached is not None and cached[0] is self.base:
             code, self.uses_source = cached[1], True
         else:
-            code, self.uses_source = self._build()
+            code, self.uses_source = self._build(positional)
             if self.uses_source:
                 self._cache[key] = (self.base, code)
         defaults = self.base_defaults
         kwdefaults = dict(self.base_kwdefaults or {})
         if self.percall_enabled:
-            if self._percall_positional():
-                defaults = (defaults or ()) + (None,) * len(PERCALL_KEYWORDS)
+            if positional:
+                defaults = (defaults or ()) + (NOT_GIVEN,) + (None,) * len(PERCALL_KEYWORDS)
             else:
                 kwdefaults.update(dict.fromkeys(PERCALL_KEYWORDS))
         self._install(code, defaults, kwdefaults or None)
+        self._set_signature(positional)
+
+    def _set_signature(self, positional: bool) -> None:
+        """Hide the overflow parameter from ``inspect.signature`` (and so from the console)."""
+        fn = self.fn
+        own = fn.__dict__.get("__signature__")
+        if own is not None and not isinstance(own, _PreparedSignature):
+            return  # the author's own __signature__ wins
+        if positional:
+            fn.__signature__ = _PreparedSignature(self)  # type: ignore[attr-defined]
+        elif own is not None:
+            del fn.__signature__  # type: ignore[attr-defined]
 
     def _install(self, code: types.CodeType, defaults: tuple[Any, ...] | None, kwdefaults: dict[str, Any] | None) -> None:
         # Defaults first when parameters are added, code first when they are removed: a
@@ -234,10 +330,13 @@ class FunctionState:
         """Add the per-call keywords as trailing positional-or-keyword parameters?
 
         Keyword-only parameters would make CPython skip its call specialisation for the
-        method (about 2x slower per call); trailing parameters with defaults keep the
-        fast path. Only possible when the method has no ``*args``/keyword-only/``**kw``.
+        method (2-3x slower per call on a trivial body); trailing parameters with defaults (behind the
+        overflow parameter) keep the fast path. Only for plain functions without
+        ``*args``/keyword-only/``**kw``: a generator or coroutine runs its prologue late,
+        so only keyword-only parameters make CPython refuse a wrong call when it is made.
         """
-        return Params.of(self.base).simple
+        flags = self.base.co_flags
+        return not (flags & _NOT_SIMPLE) and not self.base.co_kwonlyargcount
 
     @property
     def clone(self) -> types.FunctionType:
@@ -261,32 +360,63 @@ class FunctionState:
             self._clone_ref = weakref.ref(clone)
         return clone
 
-    def _build(self) -> tuple[types.CodeType, bool]:
+    def _build(self, positional: bool) -> tuple[types.CodeType, bool]:
+        """The instrumented code for this function: a cached template, bound to this state."""
+        base = self.base
+        class_name = class_name_of(self.fn)
+        # Code objects compare by content: a class re-created from an unchanged file (even
+        # recompiled) shares the template; file and qualname keep look-alikes elsewhere apart.
+        key = (self.scoped_enabled, self.percall_enabled, positional, class_name, base.co_filename, base.co_qualname)
+        with _registry_lock:
+            templates = _templates.get(base)
+            found = templates.get(key) if templates is not None else None
+        if found is None:
+            found = self._template(class_name, positional)
+            with _registry_lock:
+                _templates.setdefault(base, {})[key] = found
+        template, uses_source = found
+        code = swap_constant(template, _PLACEHOLDER, self)
+        if not uses_source:
+            code = swap_constant(code, _FORWARD_PLACEHOLDER, _Forward(self.fn, self.clone, self.percall_enabled))
+        return code, uses_source
+
+    def _template(self, class_name: str | None, positional: bool) -> tuple[types.CodeType, bool]:
         base = self.base
         source = self.base_source
         if source is None:
-            source = running_source(base, class_name_of(self.fn))
+            source = running_source(base, class_name)
             if source is None:
                 log.debug("no source matching the running code of %s; using a generic trampoline", self)
         if source is not None:
             try:
-                return self._compile(source, with_body=True), True
+                return self._compile(source, class_name, positional, with_body=True), True
             except (SyntaxError, PatchError) as exc:  # pragma: no cover - the source compiled once already
                 log.warning("could not instrument %s from its source (%s); using a generic trampoline", self, exc)
-        return self._compile(self._generic_source(), with_body=False), False
+        return self._compile(self._generic_source(), class_name, positional, with_body=False), False
 
-    def _prologue(self, params: Params, kind: str, generic: bool) -> list[ast.stmt]:
+    def _prologue(self, params: Params, kind: str, generic: bool, positional: bool) -> list[ast.stmt]:
         state = ast.Constant(_PLACEHOLDER)
         stmts: list[ast.stmt] = []
         if self.percall_enabled:
             # ``x is not None`` compiles to one LOAD_FAST + POP_JUMP_IF_NOT_NONE each.
-            test = ast.BoolOp(
-                ast.Or(),
-                [ast.Compare(ast.Name(k, ast.Load()), [ast.IsNot()], [ast.Constant(None)]) for k in PERCALL_KEYWORDS],
-            )
-            call = forward_call(ast.Attribute(state, "percall", ast.Load()), params, dict(zip(PERCALL_KEYWORDS, PERCALL_KEYWORDS)))
-            call.args.insert(0, ast.Attribute(state, "fn", ast.Load()))
-            stmts.append(ast.If(test, return_forwarded(call, kind), []))
+            checks: list[ast.expr] = [
+                ast.Compare(ast.Name(k, ast.Load()), [ast.IsNot()], [ast.Constant(None)]) for k in PERCALL_KEYWORDS
+            ]
+            if positional:
+                # Compared with a slot of the state, not a constant: ``is not <constant>``
+                # would make the compiler print a SyntaxWarning.
+                not_given = ast.Attribute(state, "not_given", ast.Load())
+                checks.insert(0, ast.Compare(ast.Name(OVERFLOW_PARAMETER, ast.Load()), [ast.IsNot()], [not_given]))
+                names = (OVERFLOW_PARAMETER, *PERCALL_KEYWORDS, *params.positional)
+                call = ast.Call(
+                    ast.Attribute(state, "percall_or_overflow", ast.Load()), [ast.Name(n, ast.Load()) for n in names], []
+                )
+            else:
+                call = forward_call(
+                    ast.Attribute(state, "percall", ast.Load()), params, dict(zip(PERCALL_KEYWORDS, PERCALL_KEYWORDS))
+                )
+                call.args.insert(0, ast.Attribute(state, "fn", ast.Load()))
+            stmts.append(ast.If(ast.BoolOp(ast.Or(), checks), return_forwarded(call, kind), []))
         if self.scoped_enabled:
             # Inline lookup (no Python-level call): a caller without a scope of its own
             # pays one ContextVar read while another thread/task has one open. Without
@@ -310,30 +440,27 @@ class FunctionState:
             stmts.extend(return_forwarded(call, kind))
         return stmts
 
-    def _compile(self, source: FunctionSource, *, with_body: bool) -> types.CodeType:
+    def _compile(self, source: FunctionSource, class_name: str | None, positional: bool, *, with_body: bool) -> types.CodeType:
+        """Compile the instrumented code, placeholders still in (see :meth:`_build`)."""
         base = self.base
         params = Params.of(base)
         kind = function_kind(base)
-        prologue = self._prologue(params, kind, generic=not with_body)
-        positional = self.percall_enabled and self._percall_positional()
+        prologue = self._prologue(params, kind, not with_body, positional)
         extra = PERCALL_KEYWORDS if self.percall_enabled and not positional else ()
         code, _ = compile_function(
             source,
             freevars=base.co_freevars,
-            class_name=class_name_of(self.fn),
+            class_name=class_name,
             future_flags=base.co_flags,
             prologue=prologue,
             extra_kwonly=extra,
-            extra_positional=PERCALL_KEYWORDS if positional else (),
+            extra_positional=(OVERFLOW_PARAMETER, *PERCALL_KEYWORDS) if positional else (),
             pad_freevars=not with_body,
             name=base.co_name,
             qualname=base.co_qualname,
         )
         if code.co_freevars != base.co_freevars:  # pragma: no cover - compile_function keeps them
             raise SyntaxError(f"instrumented code of {self} changed its free variables")
-        code = swap_constant(code, _PLACEHOLDER, self)
-        if not with_body:
-            code = swap_constant(code, _FORWARD_PLACEHOLDER, _Forward(self.fn, self.clone, self.percall_enabled))
         return code
 
     def _generic_source(self) -> FunctionSource:
@@ -346,6 +473,46 @@ class FunctionState:
         node.body = []  # the prologue supplies the whole body
         ast.increment_lineno(node, base.co_firstlineno - 1)
         return FunctionSource(node, base.co_filename, text)  # type: ignore[arg-type]
+
+
+_KEEP: Any = object()
+
+
+class _PreparedSignature(inspect.Signature):
+    """``inspect.signature`` of a function whose per-call keywords are positional parameters.
+
+    Its own parameters, then the keywords as keyword-only (how they must be passed);
+    never the overflow parameter. Worked out on first use: preparing a class stays cheap.
+    """
+
+    __slots__ = ("_state_ref",)
+
+    def __init__(self, state: FunctionState) -> None:  # the Signature slots are filled on first use
+        self._state_ref = weakref.ref(state)
+
+    def __getattr__(self, name: str) -> Any:
+        state = self._state_ref() if name in ("_parameters", "_return_annotation") else None
+        if state is None:
+            raise AttributeError(name)
+        own = state.own_signature()
+        keywords = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=None) for k in PERCALL_KEYWORDS]
+        full = inspect.Signature([*own.parameters.values(), *keywords], return_annotation=own.return_annotation)
+        self._parameters = full.parameters
+        self._return_annotation = full.return_annotation
+        return getattr(self, name)
+
+    def replace(self, *, parameters: Any = _KEEP, return_annotation: Any = _KEEP) -> inspect.Signature:
+        """A plain :class:`inspect.Signature` (``inspect`` uses this to drop ``self``)."""
+        return inspect.Signature(
+            self.parameters.values() if parameters is _KEEP else parameters,
+            return_annotation=self.return_annotation if return_annotation is _KEEP else return_annotation,
+        )
+
+    def __reduce__(self) -> Any:
+        return self.replace().__reduce__()
+
+    def __repr__(self) -> str:
+        return f"<Signature {self}>"
 
 
 def _forget(key: int, ref: weakref.ReferenceType[types.FunctionType]) -> None:

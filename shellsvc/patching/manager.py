@@ -10,11 +10,14 @@ with a state directory.
 
 from __future__ import annotations
 
+import ast
 import asyncio
-import contextvars
+import functools
 import getpass
 import inspect
 import logging
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,8 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shellsvc.engine.identity import current_user  # who patches: set by the engine per session
+
 from .commit import commit_source
 from .errors import PatchConflict, PatchError, PatchHealthError, PatchNotFound, PatchRefused
+from .events import Callback, PatchEvent, PatchSubscription, Subscribers
 from .hotswap import Plan, plan_patch
 from .journal import PatchJournal, PatchRecord
 from .resolve import PatchResolver, default_resolver, set_default_resolver
@@ -43,8 +49,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The user on whose behalf patches are made; the SSH service sets it per session.
-current_user: contextvars.ContextVar[str | None] = contextvars.ContextVar("shellsvc_patch_user", default=None)
 
 HealthCheck = Callable[[], Any]
 
@@ -59,6 +63,12 @@ def _user(user: str | None) -> str:
     from_context = current_user.get()
     if from_context:
         return from_context
+    return _os_user()
+
+
+@functools.lru_cache(maxsize=1)
+def _os_user() -> str:
+    """The process's login name (looked up once: a passwd lookup costs as much as a small swap)."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry / no login name in a container
@@ -111,12 +121,14 @@ class ReapplyReport:
 
     applied: list[int] = field(default_factory=list)
     failed: dict[int, str] = field(default_factory=dict)  # id -> reason (e.g. target no longer resolves)
-    skipped: dict[int, str] = field(default_factory=dict)  # committed, or no source recorded
+    skipped: dict[int, str] = field(default_factory=dict)  # committed, no source recorded, module not imported yet
+    superseded: dict[int, str] = field(default_factory=dict)  # the target's source changed since: retired
 
     def __str__(self) -> str:
         parts = [f"re-applied {len(self.applied)} patch(es)"]
         parts += [f"#{pid} failed: {why}" for pid, why in self.failed.items()]
         parts += [f"#{pid} skipped: {why}" for pid, why in self.skipped.items()]
+        parts += [f"#{pid} superseded: {why}" for pid, why in self.superseded.items()]
         return "; ".join(parts)
 
 
@@ -149,6 +161,7 @@ class PatchManager:
         self._records: dict[int, PatchRecord] = self.journal.records() if self.journal else {}
         self._plans: dict[int, Plan] = {}  # patches applied in this process, by id
         self._next_id = max(self._records, default=0) + 1
+        self._subscribers = Subscribers()
 
     @property
     def patch_dirs(self) -> list[Path]:
@@ -162,6 +175,25 @@ class PatchManager:
             path.mkdir(parents=True, mode=0o700, exist_ok=True)
             log.info("created the admin patch directory %s", path)
         return path
+
+    # -- events --------------------------------------------------------------------
+
+    def subscribe(self, callback: Callback) -> PatchSubscription:
+        """Call ``callback(event)`` with a :class:`PatchEvent` after every change, from any path.
+
+        Applied, rolled back (also a journal entry retired), committed, superseded, a
+        failed health check (already rolled back), re-applied after a restart. The callback
+        runs on the thread that made the change, after it is complete and outside the
+        manager's locks: hand work to your own thread or loop (``call_soon_threadsafe``).
+        An exception in it is logged, never raised to whoever patched. ``close()`` the
+        returned subscription to stop.
+        """
+        return self._subscribers.add(callback)
+
+    def _emit(self, kind: str, records: list[PatchRecord], user: str | None, **details: Any) -> None:
+        self._subscribers.emit(PatchEvent(
+            kind, tuple(r.id for r in records), tuple(r.target for r in records), user, **details,
+        ))
 
     # -- applying ------------------------------------------------------------------
 
@@ -183,6 +215,7 @@ class PatchManager:
         """
         plan = plan_patch(target, replacement)
         who = _user(user)
+        failure: Exception | None = None
         with _exclusive(plan, f"patch by {who}"):
             with self._lock:
                 patch_id = self._next_id
@@ -191,29 +224,39 @@ class PatchManager:
             if health_check is not None:
                 try:
                     _run_health_check(health_check)
-                except Exception as exc:
+                except Exception as exc:  # reported below, once the target is free again
                     plan.revert()
-                    log.warning("patch of %s failed its health check (%s); rolled back", plan.description, exc)
-                    raise PatchHealthError(
-                        f"patch of {plan.description} failed its health check ({exc}); it was rolled back, nothing changed"
-                    ) from exc
-            record = PatchRecord(
-                id=patch_id,
-                target=plan.description,
-                path=plan.path,
-                kind=plan.kind,
-                before_source=plan.before_source,
-                after_source=plan.after_source,
-                user=who,
-                time=time.time(),
-                note=note,
-            )
-            with self._lock:
-                self._records[patch_id] = record
-                self._plans[patch_id] = plan
-            if self.journal is not None:
-                self.journal.append(record.to_event())
+                    failure = exc
+                except BaseException:  # interrupted (Ctrl-C in the shell): never leave it half-done
+                    plan.revert()
+                    raise
+            if failure is None:
+                record = PatchRecord(
+                    id=patch_id,
+                    target=plan.description,
+                    path=plan.path,
+                    kind=plan.kind,
+                    before_source=plan.before_source,
+                    after_source=plan.after_source,
+                    user=who,
+                    time=time.time(),
+                    note=note,
+                )
+                with self._lock:
+                    self._records[patch_id] = record
+                    self._plans[patch_id] = plan
+                if self.journal is not None:
+                    self.journal.append(record.to_event())
+        if failure is not None:
+            log.warning("patch of %s failed its health check (%s); rolled back", plan.description, failure)
+            self._subscribers.emit(PatchEvent(
+                "health_check_failed", (patch_id,), (plan.description,), who, reason=str(failure), note=note,
+            ))
+            raise PatchHealthError(
+                f"patch of {plan.description} failed its health check ({failure}); it was rolled back, nothing changed"
+            ) from failure
         log.info("patch #%d applied to %s by %s", patch_id, plan.description, who)
+        self._emit("applied", [record], who, note=note)
         return record
 
     def rollback(self, patch_id: int, *, user: str | None = None) -> PatchRecord:
@@ -225,7 +268,9 @@ class PatchManager:
         plan = self._plans.get(patch_id)
         if plan is None:
             # Known from the journal but never applied in this process: just retire it.
-            self._retire(record, who, "not applied in this process; marked rolled back so it is not re-applied")
+            reason = "not applied in this process; marked rolled back so it is not re-applied"
+            self._retire(record, who, reason)
+            self._emit("rolled_back", [record], who, reason=reason)
             return record
         with _exclusive(plan, f"rollback of #{patch_id} by {who}"):
             with self._lock:
@@ -243,6 +288,7 @@ class PatchManager:
         if record.committed_to:
             log.warning("patch #%d was committed to %s; the file keeps the change (backup: %s)", patch_id, record.committed_to, record.backup)
         log.info("patch #%d of %s rolled back by %s", patch_id, record.target, who)
+        self._emit("rolled_back", [record], who)
         return record
 
     def supersede(self, module: str, *, reason: str = "module reloaded") -> list[int]:
@@ -253,21 +299,26 @@ class PatchManager:
         be re-applied over the new code after a restart. Nothing is reverted (the old
         objects belong to the version that was replaced). Commit a patch first to keep it.
         """
-        retired = []
         with self._lock:
-            for record in self.patches(active_only=True):
-                owner = (record.path or "").partition(":")[0]
-                if owner == module or owner.startswith(module + "."):
-                    self._plans.pop(record.id, None)
-                    record.status = "superseded"
-                    event = {"op": "supersede", "id": record.id, "reason": reason, "time": time.time()}
-                    record.history.append(event)
-                    if self.journal is not None:
-                        self.journal.append(event)
-                    retired.append(record.id)
+            retired = [
+                record for record in self.patches(active_only=True)
+                if (owner := (record.path or "").partition(":")[0]) == module or owner.startswith(module + ".")
+            ]
+            self._supersede_records(retired, reason)
         if retired:
-            log.info("patches %s of %s superseded (%s)", ", ".join(f"#{p}" for p in retired), module, reason)
-        return retired
+            log.info("patches %s of %s superseded (%s)", ", ".join(f"#{r.id}" for r in retired), module, reason)
+            self._emit("superseded", retired, None, reason=reason)
+        return [r.id for r in retired]
+
+    def _supersede_records(self, records: list[PatchRecord], reason: str) -> None:
+        with self._lock:
+            for record in records:
+                self._plans.pop(record.id, None)
+                record.status = "superseded"
+                event = {"op": "supersede", "id": record.id, "reason": reason, "time": time.time()}
+                record.history.append(event)
+                if self.journal is not None:
+                    self.journal.append(event)
 
     def _later(self, patch_id: int, plan: Plan) -> list[int]:
         """Applied patches newer than ``patch_id`` that touch something it touched."""
@@ -332,10 +383,20 @@ class PatchManager:
         if self.journal is not None:
             self.journal.append(event)
         log.info("patch #%d committed to %s (backup %s)", patch_id, path, backup)
+        self._emit("committed", [record], event["user"], committed_to=str(path))
         return path
 
-    def reapply(self) -> ReapplyReport:
-        """Re-apply the journal's active, uncommitted patches (after a restart), oldest first."""
+    def reapply(self, *, import_modules: bool = False) -> ReapplyReport:
+        """Re-apply the journal's active, uncommitted patches (after a restart), oldest first.
+
+        Call it once the application's modules and plugins are loaded. A patch whose
+        module is not imported yet is skipped (importing it early could run its import
+        side effects out of order) unless ``import_modules``; calling again later applies
+        what is still missing, nothing twice. A patch whose target's source changed since
+        the patch was made (the file was edited - a deploy) is not put over the new code:
+        it is marked superseded, like patches of a reloaded plugin. Replacement code runs
+        (default values, decorators): in an async service, call this from a worker thread.
+        """
         report = ReapplyReport()
         for record in self.patches(active_only=True):
             if self.applied(record.id):
@@ -346,8 +407,19 @@ class PatchManager:
             if record.path is None or record.after_source is None:
                 report.skipped[record.id] = "no importable target or no replacement source was recorded"
                 continue
+            module_name = record.path.partition(":")[0]
+            if not import_modules and module_name not in sys.modules:
+                report.skipped[record.id] = f"module {module_name} is not imported yet; call reapply() again once it is"
+                continue
             try:
                 plan = plan_patch(record.path, record.after_source)
+                if _edited_since(record, plan.before_source):
+                    reason = f"the source of {record.target} changed since the patch was made; not re-applied over it"
+                    self._supersede_records([record], reason)
+                    report.superseded[record.id] = reason
+                    log.warning("patch #%d: %s", record.id, reason)
+                    self._emit("superseded", [record], None, reason=reason)
+                    continue
                 with _exclusive(plan, f"re-apply of #{record.id}"):
                     plan.apply()
                     with self._lock:
@@ -357,7 +429,23 @@ class PatchManager:
                 log.warning("could not re-apply patch #%d to %s: %s", record.id, record.path, exc)
                 continue
             report.applied.append(record.id)
+            self._emit("reapplied", [record], record.user, reason="re-applied from the journal", note=record.note)
         return report
+
+
+def _edited_since(record: PatchRecord, current: str | None) -> bool:
+    """Whether the target now runs neither what the patch replaced nor the patch (formatting aside)."""
+    if record.before_source is None or current is None:
+        return False  # nothing to compare: trust the journal
+    shape = _shape(current)
+    return shape != _shape(record.before_source) and (record.after_source is None or shape != _shape(record.after_source))
+
+
+def _shape(text: str) -> str:
+    try:
+        return ast.dump(ast.parse(textwrap.dedent(text)))
+    except SyntaxError:
+        return "\n".join(line.rstrip() for line in text.strip().splitlines())
 
 
 _default_manager = PatchManager(resolver=default_resolver())

@@ -55,8 +55,7 @@ def _monkey_patches(spec: Any) -> list[tuple[Any, Any]]:
             return pairs
     raise PatchRefused(
         "monkey_patch= takes {target: replacement}, a (target, replacement) pair or a list of pairs; "
-        f"got {type(spec).__name__} {spec!r:.60} (on a plugin method, a positional argument too many lands "
-        "in monkey_patch: pass per-call options by keyword)"
+        f"got {type(spec).__name__} {spec!r:.60}"
     )
 
 

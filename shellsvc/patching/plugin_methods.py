@@ -3,9 +3,12 @@
 :func:`prepare_plugin_class` instruments every public method a class defines so that a
 call may add ``monkey_patch=``, ``decorator=``, ``decorators=`` and ``context_manager=``
 (see :func:`~shellsvc.patching.percall.percall`). The keywords become parameters with
-``None`` defaults, checked by a four-comparison prologue in the method's own code - no
-wrapper, no extra call - so a call without them costs little. Methods whose source is
-unavailable get a forwarding trampoline instead (same behaviour, one extra call).
+``None`` defaults, checked by a five-comparison prologue in the method's own code - no
+wrapper, no extra call - so a call without them costs little; a positional argument too
+many still raises the original's TypeError (see :mod:`~shellsvc.patching.instrument`).
+Methods whose source is unavailable get a forwarding trampoline instead (same behaviour,
+one extra call). The compiled prologues are cached per code object: re-creating a class
+from unchanged code (a plugin reload) compiles nothing.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ def prepare_plugin_class(cls: type) -> type:
             continue
         code = instrument.base_code(fn)
         names = set(code.co_varnames[: code.co_argcount + code.co_kwonlyargcount])
-        clash = names.intersection(instrument.PERCALL_KEYWORDS)
+        clash = names.intersection((*instrument.PERCALL_KEYWORDS, instrument.OVERFLOW_PARAMETER))
         if clash:
             log.debug("%s.%s has parameter(s) %s; per-call keywords not added", cls.__qualname__, fn.__name__, sorted(clash))
             continue

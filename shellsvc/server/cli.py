@@ -108,6 +108,12 @@ async def _serve(config: ServiceConfig) -> None:
         if config.server.plugins:
             runtime.watch(*config.server.plugins)
         async with Service(runtime=runtime, config=config) as service:
+            # Patches journaled by an earlier run come back over the freshly loaded plugins.
+            report = await asyncio.to_thread(service.patches.reapply)
+            service.audit.write("patches_reapplied", applied=report.applied, failed=report.failed,
+                                skipped=report.skipped, superseded=report.superseded)
+            if report.applied or report.failed or report.superseded:
+                log.info("patch journal: %s", report)
             print(f"shellsvc listening on {service.host}:{service.port} "
                   f"(host key {service.host_key_fingerprint}); Ctrl-C stops", flush=True)
             await _wait_for_stop_signal()

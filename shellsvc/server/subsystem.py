@@ -47,7 +47,7 @@ from shellsvc.protocol import (
     error_reply,
 )
 
-from .channelio import wait_from_thread
+from .channelio import may_overshoot, wait_from_thread
 from .context import SessionContext
 from .execution import open_exec_session, request_interrupt, run_audited
 
@@ -77,13 +77,16 @@ Listener = Callable[[str, dict[str, Any]], None]
 class PushHub:
     """Fans the service's runtime and patch events out to subscribed subsystem channels.
 
-    It subscribes to the runtime only while at least one channel listens.
+    It subscribes to the runtime and to the patch manager only while at least one channel
+    listens. Patch events come from every path (REPL ``patch()``, console, protocol) and
+    from any thread; ``SubsystemSession._push`` hands them to the loop.
     """
 
     def __init__(self, service: Service) -> None:
         self._service = service
         self._listeners: list[Listener] = []
         self._subscription: Any = None
+        self._patch_subscription: Any = None
 
     def add(self, listener: Listener) -> None:
         if listener in self._listeners:
@@ -92,13 +95,18 @@ class PushHub:
         runtime = self._service.runtime
         if self._subscription is None and runtime is not None:
             self._subscription = runtime.subscribe(self._runtime_event)
+        manager = getattr(self._service, "patches", None)
+        if self._patch_subscription is None and manager is not None:
+            self._patch_subscription = manager.subscribe(self._patch_event)
 
     def remove(self, listener: Listener) -> None:
         if listener in self._listeners:
             self._listeners.remove(listener)
-        if not self._listeners and self._subscription is not None:
-            self._subscription.close()
-            self._subscription = None
+        if not self._listeners:
+            for subscription in (self._subscription, self._patch_subscription):
+                if subscription is not None:
+                    subscription.close()
+            self._subscription = self._patch_subscription = None
 
     def publish(self, topic: str, event: dict[str, Any]) -> None:
         for listener in list(self._listeners):
@@ -113,6 +121,9 @@ class PushHub:
             "generation": event.generation, "error": str(event.error) if event.error else None,
             "file": event.file, "line": event.line, "time": event.time, "text": str(event),
         })
+
+    def _patch_event(self, event: Any) -> None:
+        self.publish("patches", event.to_dict())
 
 
 _hubs: weakref.WeakKeyDictionary[Service, PushHub] = weakref.WeakKeyDictionary()
@@ -159,6 +170,8 @@ class FrameWriter:
             if not on_loop:
                 # Short waits, so an interrupt (an async exception) can land in this thread.
                 while not self.closed and (self._size > self._high_water or self._backlogged()):
+                    if may_overshoot(self._size + self._unsent()):
+                        break  # an interrupted command's traceback must not wait for the client
                     self._cond.wait(0.05)
                 if self.closed:
                     return
@@ -177,10 +190,13 @@ class FrameWriter:
             self.close()
 
     def _backlogged(self) -> bool:
+        return self._unsent() > self._high_water
+
+    def _unsent(self) -> int:
         try:
-            return self._chan.get_write_buffer_size() > self._high_water
+            return int(self._chan.get_write_buffer_size())
         except (AttributeError, OSError):
-            return False
+            return 0
 
     def flush(self) -> None:
         """Send the buffered output now (loop thread)."""
@@ -584,8 +600,6 @@ class SubsystemSession:
         records = await self._in_thread(request_id, apply_patch_file, manager, path, user=self.ctx.user)
         self.ctx.audit.write("patch_file_applied", user=self.ctx.user, session=self.ctx.label, file=name,
                              ids=[r.id for r in records])
-        hub_for(self.service).publish("patches", {"kind": "applied", "file": name, "user": self.ctx.user,
-                                                  "ids": [r.id for r in records], "targets": [r.target for r in records]})
         return {"applied": [r.id for r in records], "patches": [_record(r, manager) for r in records]}
 
     async def _do_rollback_patch(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -604,7 +618,6 @@ class SubsystemSession:
             except PatchConflict as exc:
                 raise RequestError("conflict", f"{exc} (rolled back so far: {done or 'none'})") from None
             done.append(record.id)
-        hub_for(self.service).publish("patches", {"kind": "rolled_back", "user": self.ctx.user, "ids": done})
         return {"rolled_back": done}
 
     async def _in_thread(self, request_id: int, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
