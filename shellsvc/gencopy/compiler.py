@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from . import templates as T
 from .errors import UnsupportedGeneratorError
 from .jumps import JumpConverter, may_catch_signals
-from .specialize import RESUME, specialize_fresh
+from .specialize import specialize_fresh
 
 __all__ = ["YieldPoint", "CompiledModule", "compile_generator", "HIDDEN_PREFIX"]
 
@@ -345,7 +345,6 @@ class _Compiler:
                 slots.append(item("values", i))
             return slots
         if isinstance(node, (ast.BoolOp, ast.IfExp)):
-            first = "values" if isinstance(node, ast.BoolOp) else "test"
             rest = node.values[1:] if isinstance(node, ast.BoolOp) else [node.body, node.orelse]
             if any(_contains_yield(r) for r in rest):
                 raise self.reject(node, "a yield in a conditionally evaluated operand of and/or/if-else")

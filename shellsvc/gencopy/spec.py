@@ -17,7 +17,8 @@ import types
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .compiler import HIDDEN_PREFIX, RESUME, STATE_ARG, YieldPoint, compile_generator, restore_prologue
+from .compiler import HIDDEN_PREFIX, STATE_ARG, YieldPoint, compile_generator, restore_prologue
+from .specialize import RESUME
 from .errors import GeneratorStateError, UnsupportedGeneratorError
 from .runtime import HELPERS
 
