@@ -135,6 +135,22 @@ def test_serve_reports_config_errors_with_file_and_key(tmp_path: Path) -> None:
     assert f"{config}: users.alice.role: must be one of admin, operator" in child.before
 
 
+def test_serve_refuses_an_audit_log_others_can_read_with_a_clear_message(tmp_path: Path) -> None:
+    config = tmp_path / "shellsvc.toml"
+    config.write_text(f'[server]\nport = 0\nstate_dir = "state"\n'
+                      f'[users.alice]\nrole = "admin"\npassword_hash = "{FAST_HASH}"\n')
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    (state / "audit.log").write_text("")
+    (state / "audit.log").chmod(0o644)
+    child = spawn_cli("serve", "--config", str(config))
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 2
+    assert "audit.log" in child.before and "chmod 600" in child.before
+    assert "Traceback" not in child.before
+
+
 SSH_OPTIONS = " -F /dev/null -o PubkeyAuthentication=no -o IdentityAgent=none"
 
 

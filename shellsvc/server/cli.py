@@ -22,6 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from .audit import AuditLogError
 from .config import ConfigError, ServiceConfig, ServerConfig, UserConfig, load_config
 from .hostkey import HostKeyError
 from .passwords import hash_password, parse_password_hash
@@ -126,7 +127,7 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
         asyncio.run(_serve(config))
-    except (ConfigError, HostKeyError, OSError) as exc:
+    except (ConfigError, HostKeyError, AuditLogError, OSError) as exc:
         print(f"shellsvc serve: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -209,7 +210,7 @@ def run_demo(args: argparse.Namespace) -> int:
             state_dir = args.state_dir
         try:
             asyncio.run(_demo(args, state_dir))
-        except (HostKeyError, OSError) as exc:
+        except (HostKeyError, AuditLogError, OSError) as exc:
             print(f"shellsvc demo: {exc}", file=sys.stderr)
             return 2
     return 0
