@@ -172,7 +172,8 @@ class Runtime:
         plugins = ", ".join(f"{h.name}({h.state})" for h in self._handles.values())
         extra = f" failures={len(self._failures)}" if self._failures else ""
         watching = f" watching={len(self._watchers)}" if self._watchers else ""
-        return f"<Runtime {len(self._handles)} plugins: {plugins or '-'}{extra}{watching}>"
+        count = len(self._handles)
+        return f"<Runtime {count} plugin{'' if count == 1 else 's'}: {plugins or '-'}{extra}{watching}>"
 
     # -- loading ----------------------------------------------------------------------------
     async def load(
