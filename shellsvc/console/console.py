@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from shellsvc.runtime.plugin import plugin_commands as plugin_commands_of
+
 from .errors import (
     CommandDefinitionError,
     CommandError,
@@ -196,9 +198,9 @@ class Console:
                             handle.name)
                 continue
             plugin_commands = CommandRegistry()
-            for func in handle.plugin.commands:
+            for func in plugin_commands_of(handle.plugin):
                 try:
-                    cmd = build_command(_bind(handle.plugin, func), origin=f"plugin {handle.name}")
+                    cmd = build_command(func, origin=f"plugin {handle.name}")
                     if cmd.path[0] != group:  # plugin commands live under the plugin's name
                         cmd = dataclasses.replace(cmd, path=(group, *cmd.path))
                     plugin_commands.add(cmd)
@@ -462,15 +464,3 @@ def _describe(exc: BaseException) -> str:
     message = str(exc).strip()
     text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     return text if len(text) <= 2000 else text[:2000] + "..."
-
-
-def _bind(plugin: Any, func: Callable[..., Any]) -> Callable[..., Any]:
-    """A function listed in a plugin class's ``commands`` whose first parameter is ``self``
-    is bound to the live plugin (as :meth:`Runtime.commands` does)."""
-    import inspect
-
-    if inspect.isfunction(func):
-        parameters = list(inspect.signature(func).parameters)
-        if parameters and parameters[0] == "self":
-            return func.__get__(plugin, type(plugin))  # type: ignore[no-any-return]
-    return func
