@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import ast
 import codeop
+import collections
 import itertools
 import linecache
+import weakref
 from dataclasses import dataclass
 from types import CodeType
 from typing import Any
@@ -29,6 +31,13 @@ AITER_NAME = "__shellsvc_aiter__"
 AWITH_NAME = "__shellsvc_awith__"
 
 _cell_numbers = itertools.count(1)
+
+#: Weak references to the code objects of each cell whose source is registered; the
+#: source leaves linecache with the last of them (see :func:`_keep_source_while_used`).
+_live_cells: dict[str, set[weakref.ref[CodeType]]] = {}
+#: Sources of the latest cells that did not compile, kept for their error messages.
+_failed_cells: collections.deque[str] = collections.deque()
+_FAILED_KEPT = 64
 
 _command_compiler = codeop.CommandCompiler()
 _command_compiler.compiler.flags |= ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
@@ -179,10 +188,53 @@ def _register_source(filename: str, source: str) -> None:
     linecache.cache[filename] = (len(source), None, lines, filename)
 
 
+def _keep_source_while_used(filename: str, codes: list[CodeType | None]) -> None:
+    """Drop the cell's source from linecache once no code object compiled from it is alive.
+
+    Functions defined in the cell, frames in a kept traceback and patches built from them
+    keep their code objects - and so the source - alive; every other cell's text would
+    otherwise stay in memory for as long as the process runs.
+    """
+    refs: set[weakref.ref[CodeType]] = set()
+
+    def dead(ref: weakref.ref[CodeType]) -> None:  # any thread, any time: GIL-atomic steps only
+        refs.discard(ref)
+        if not refs:
+            _live_cells.pop(filename, None)
+            linecache.cache.pop(filename, None)
+
+    stack = [code for code in codes if code is not None]
+    while stack:
+        code = stack.pop()
+        refs.add(weakref.ref(code, dead))
+        stack.extend(const for const in code.co_consts if isinstance(const, CodeType))
+    if refs:
+        _live_cells[filename] = refs
+    else:
+        linecache.cache.pop(filename, None)
+
+
+def _keep_failed_source(filename: str) -> None:
+    """A cell that did not compile: its source stays for the latest few error messages."""
+    _failed_cells.append(filename)
+    while len(_failed_cells) > _FAILED_KEPT:
+        linecache.cache.pop(_failed_cells.popleft(), None)
+
+
 def compile_cell(source: str, *, label: str = "shell", checkpoints: bool = True) -> CompiledCell:
     """Compile a complete cell; raises :class:`SyntaxError` pointing at the user's text."""
     filename = f"<{label}-{next(_cell_numbers)}>"
     _register_source(filename, source)
+    try:
+        cell = _compile_registered(source, filename, checkpoints)
+    except BaseException:
+        _keep_failed_source(filename)
+        raise
+    _keep_source_while_used(filename, [cell.body, cell.last_expr])
+    return cell
+
+
+def _compile_registered(source: str, filename: str, checkpoints: bool) -> CompiledCell:
     tree = ast.parse(source, filename, "exec")
     # The rewrites are Python-level tree walks (tens of µs): skip them when a cheap text
     # test shows there is nothing to rewrite (a false positive only costs the walk).

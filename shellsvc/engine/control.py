@@ -35,6 +35,15 @@ _raise_in_thread.restype = ctypes.c_int
 # thread's eval loop would then take the slow path for good. A pending interrupt is
 # instead made to land where we choose (see CommandControl.finish/land).
 
+# CPython remembers, in this process-wide flag, that a KeyboardInterrupt escaped code run
+# by ``exec(str)``/``eval(str)`` (PyRun_String) - even one caught later - and when the flag
+# is still set at exit, the process kills itself with SIGINT (exit status 130). An
+# interrupt sent to a session's command must not change the host app's exit status.
+try:
+    _unhandled_interrupt: ctypes.c_int | None = ctypes.c_int.in_dll(ctypes.pythonapi, "_Py_UnhandledKeyboardInterrupt")
+except ValueError:  # not exported by this interpreter build
+    _unhandled_interrupt = None
+
 _current: contextvars.ContextVar[CommandControl | None] = contextvars.ContextVar("shellsvc_control", default=None)
 
 #: How long a spin loop may wait for a self-injected interrupt to land (iterations).
@@ -122,9 +131,11 @@ class CommandControl:
                     injected, self.injected = self.injected, False
                 if injected:
                     _land_here()
-                return
+                break
             except KeyboardInterrupt:
                 continue
+        if self.reason is not None and _unhandled_interrupt is not None:
+            _unhandled_interrupt.value = 0  # our interrupt, not the host's (see above)
 
     def land(self) -> None:
         """Raise the interrupt now, from a blocking wait that noticed it (sleep, await)."""

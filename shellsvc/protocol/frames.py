@@ -84,6 +84,8 @@ def decode(line: str) -> dict[str, Any]:
         message = json.loads(line)
     except ValueError as exc:
         raise ProtocolError(f"frame is not valid JSON ({exc}): {line[:80]!r}") from None
+    except RecursionError:  # nesting deeper than the interpreter's recursion limit
+        raise ProtocolError(f"frame is nested too deeply to decode: {line[:80]!r}") from None
     if not isinstance(message, dict):
         raise ProtocolError(f"frame must be a JSON object, got {type(message).__name__}: {line[:80]!r}")
     if not isinstance(message.get("type"), str):

@@ -11,6 +11,7 @@ Server to client, unprompted: ``hello`` (first), ``event`` (subscribed topics),
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -94,7 +95,8 @@ def check_request(message: dict[str, Any]) -> dict[str, Any]:
     kind = message["type"]
     fields = REQUEST_FIELDS.get(kind)
     if fields is None:
-        raise RequestError("unknown_request", f"unknown request type {kind!r}; known: {', '.join(sorted(REQUEST_FIELDS))}")
+        shown = kind if len(kind) <= 64 else kind[:64] + "..."  # never echo a 16 MiB type back
+        raise RequestError("unknown_request", f"unknown request type {shown!r}; known: {', '.join(sorted(REQUEST_FIELDS))}")
     if kind not in _NO_ID and not _is_int(message.get("id")):
         raise RequestError("bad_request", f"{kind}: 'id' must be an integer")
     for name, (types, required) in fields.items():
@@ -106,6 +108,8 @@ def check_request(message: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, bool) and types is not bool or not isinstance(value, types):
             expected = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
             raise RequestError("bad_request", f"{kind}: field {name!r} must be {expected}, got {type(value).__name__}")
+        if types is _NUMBER and not (math.isfinite(value) and value > 0):  # JSON may carry NaN and Infinity
+            raise RequestError("bad_request", f"{kind}: field {name!r} must be a positive finite number, got {value!r}")
     return message
 
 

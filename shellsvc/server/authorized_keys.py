@@ -129,6 +129,8 @@ class AuthorizedKeys:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise AuthorizedKeysError(f"{path}: cannot read authorized_keys file ({exc.strerror})") from None
+        except UnicodeDecodeError as exc:
+            raise AuthorizedKeysError(f"{path}: authorized_keys file is not UTF-8 text ({exc})") from None
         return cls.from_text(text, str(path))
 
     def __len__(self) -> int:

@@ -16,12 +16,25 @@ from collections.abc import Callable
 
 import asyncssh
 
-__all__ = ["ChannelInput", "ChannelOutput", "wait_from_thread"]
+from shellsvc.engine.control import current_control
+
+__all__ = ["ChannelInput", "ChannelOutput", "may_overshoot", "wait_from_thread"]
 
 log = logging.getLogger(__name__)
 
 #: Bytes written by worker threads but not yet handed to asyncssh before writers wait.
 HIGH_WATER = 256 * 1024
+#: How far past the limits an interrupted command may still write (its traceback): an
+#: interrupt must not wait for a client that stopped reading, or the engine would give
+#: up on the command after its grace period and abandon its worker thread.
+INTERRUPTED_ALLOWANCE = 1024 * 1024
+
+
+def may_overshoot(unsent: int) -> bool:
+    """Whether the calling thread may write although the client is behind: its command
+    was interrupted and less than :data:`INTERRUPTED_ALLOWANCE` is unsent."""
+    control = current_control()
+    return control is not None and control.interrupted.is_set() and unsent < INTERRUPTED_ALLOWANCE
 
 
 class ChannelOutput:
@@ -56,9 +69,7 @@ class ChannelOutput:
             self._write_now(text)
             return
         with self._cond:
-            # Short waits so an interrupt (an async exception) can land in this thread.
-            while not self.closed and (self._buffered > self._high_water or self._paused):
-                self._cond.wait(0.1)
+            self._wait_writable()
             if self.closed:
                 return
             self._buffer.append(text)
@@ -70,6 +81,31 @@ class ChannelOutput:
             self._loop.call_soon_threadsafe(self._flush)
         except RuntimeError:  # the loop has shut down; nobody is listening any more
             self.close()
+
+    def wait_writable(self) -> None:
+        """Block a worker thread while the client is behind (no-op on the loop thread).
+
+        For writers that reach the channel through the loop (the REPL's terminal output),
+        so they are throttled like :meth:`write` is.
+        """
+        if self.closed or _on_loop(self._loop):
+            return
+        with self._cond:
+            self._wait_writable()
+
+    def _wait_writable(self) -> None:
+        """With ``_cond`` held: wait until there is room, the stream closed, or an interrupted
+        command may overshoot. Short waits so an interrupt (an async exception) can land."""
+        while not self.closed and (self._buffered > self._high_water or self._paused):
+            if may_overshoot(self._buffered + self._unsent()):
+                return
+            self._cond.wait(0.1)
+
+    def _unsent(self) -> int:
+        try:
+            return int(self._chan.get_write_buffer_size())
+        except (AttributeError, OSError):
+            return 0
 
     def flush(self) -> None:
         """Hand everything buffered to asyncssh now (on the loop thread)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -109,6 +110,12 @@ def load_config(path: str | Path) -> ServiceConfig:
         raise ConfigError(source, "", f"cannot read config file ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, "", f"invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, "", f"not UTF-8 text, as TOML must be ({exc}); save it as UTF-8") from None
+    except RecursionError:
+        raise ConfigError(source, "", "invalid TOML: arrays or tables nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more digits than int() converts
+        raise ConfigError(source, "", f"invalid TOML: {exc}") from None
     return parse_config(data, source=source, base_dir=path.resolve().parent)
 
 
@@ -121,6 +128,8 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<dict>", base_dir: P
     users_table = _table(data, "users", source)
     users: dict[str, UserConfig] = {}
     for name, table in users_table.items():
+        if not isinstance(name, str):
+            raise ConfigError(source, f"users.{name!r}", "user names must be strings")
         if not isinstance(table, Mapping):
             raise ConfigError(source, f"users.{name}", "must be a table ([users.NAME])")
         users[name] = _parse_user(name, table, source, base)
@@ -138,6 +147,8 @@ def _table(data: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
 
 def _check_keys(table: Mapping[str, Any], allowed: set[str], prefix: str, source: str) -> None:
     for key in table:
+        if not isinstance(key, str):  # possible in a mapping handed to parse_config, not in TOML
+            raise ConfigError(source, f"{prefix}{key!r}", "keys must be strings")
         if key not in allowed:
             close = difflib.get_close_matches(key, sorted(allowed), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else f" (allowed: {', '.join(sorted(allowed))})"
@@ -147,7 +158,12 @@ def _check_keys(table: Mapping[str, Any], allowed: set[str], prefix: str, source
 def _path(value: Any, key: str, source: str, base: Path) -> Path:
     if not isinstance(value, str) or not value:
         raise ConfigError(source, key, f"must be a non-empty path string, got {value!r}")
-    path = Path(value).expanduser()
+    if "\0" in value:
+        raise ConfigError(source, key, f"a path cannot contain a NUL character, got {value!r}")
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError as exc:  # ~user of a user that does not exist
+        raise ConfigError(source, key, f"cannot expand {value!r}: {exc}") from None
     return path if path.is_absolute() else base / path
 
 
@@ -156,9 +172,18 @@ def _number(value: Any, key: str, source: str, *, integer: bool, minimum: float 
     if isinstance(value, bool) or not ok_type:
         kind = "an integer" if integer else "a number"
         raise ConfigError(source, key, f"must be {kind}, got {value!r}")
+    if not integer and not _finite(value):  # TOML has nan and inf; seconds must fit a float
+        raise ConfigError(source, key, f"must be a finite number of seconds, got {value!r:.40}")
     if value < minimum:
         raise ConfigError(source, key, f"must be >= {minimum}, got {value!r}")
     return value
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _parse_server(table: Mapping[str, Any], source: str, base: Path) -> ServerConfig:
@@ -197,10 +222,12 @@ def _parse_limits(table: Mapping[str, Any], source: str) -> LimitsConfig:
             if not isinstance(value, list):
                 raise ConfigError(source, name, f"must be a list of networks, got {value!r}")
             for item in value:
-                try:
-                    ipaddress.ip_network(item, strict=False)
-                except (TypeError, ValueError):
-                    raise ConfigError(source, name, f"{item!r} is not an IP network (e.g. '10.0.0.0/8')") from None
+                try:  # strings only: ip_network(1) would be 0.0.0.1/32
+                    valid = isinstance(item, str) and bool(ipaddress.ip_network(item, strict=False))
+                except ValueError:
+                    valid = False
+                if not valid:
+                    raise ConfigError(source, name, f"{item!r} is not an IP network (e.g. '10.0.0.0/8')")
             values[key] = tuple(value)
         elif key == "command_timeout":
             values[key] = _number(value, name, source, integer=False, minimum=0) or None

@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
-from shellsvc.engine import SessionIO
+from shellsvc.engine import ExecSession, SessionIO
 
 from .context import SessionContext
 from .execution import AuditedSession, open_exec_session
@@ -25,6 +27,41 @@ log = logging.getLogger(__name__)
 def banner_for(ctx: SessionContext) -> str:
     return (f"shellsvc: Python {sys.version.split()[0]} inside pid {os.getpid()}, as {ctx.user}. "
             "Ctrl-C interrupts, Ctrl-D or exit() leaves.")
+
+
+class _ThrottledIO:
+    """The session's :class:`SessionIO` as the REPL sees it: writers it installs first wait
+    for the channel.
+
+    The REPL's terminal sink bounds its own buffer, but hands what it holds to the
+    channel on the loop, where nothing may wait; without this a ``while True: print(x)``
+    piles up in the channel's send buffer while the client does not read.
+    """
+
+    def __init__(self, io: SessionIO, wait: Callable[[], None]) -> None:
+        self._io = io
+        self._wait = wait
+
+    def redirect(self, write_out: Callable[[str], object], write_err: Callable[[str], object],
+                 readline: Callable[[str], str] | None = None) -> None:
+        self._io.redirect(self._throttled(write_out), self._throttled(write_err), readline)
+
+    def _throttled(self, write: Callable[[str], object]) -> Callable[[str], None]:
+        def throttled(text: str) -> None:
+            self._wait()
+            write(text)
+        return throttled
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._io, name)
+
+
+class _TerminalSession(AuditedSession):
+    """The audited session the REPL drives, with output throttled to the channel."""
+
+    def __init__(self, ctx: SessionContext, session: ExecSession) -> None:
+        super().__init__(ctx, session)
+        self.io = _ThrottledIO(session.io, ctx.stdout.wait_writable)
 
 
 async def run_python_repl(ctx: SessionContext) -> int:
@@ -43,7 +80,7 @@ async def run_python_repl(ctx: SessionContext) -> int:
 
     try:
         with terminal_app_session(ctx, on_input=interrupt_on_ctrl_c):
-            await run_repl(AuditedSession(ctx, session),  # type: ignore[arg-type]
+            await run_repl(_TerminalSession(ctx, session),  # type: ignore[arg-type]
                            history_file=history_file_for(ctx.state_dir, ctx.user),
                            banner=banner_for(ctx), command_timeout=None)
     finally:

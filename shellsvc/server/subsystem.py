@@ -412,7 +412,7 @@ class SubsystemSession:
                 if key in message:
                     fields[key] = message[key]
         self.ctx.audit.write("subsystem_request", user=self.ctx.user, session=self.ctx.label, role=self.ctx.role,
-                             request=kind, id=request_id, **fields, **extra)
+                             request=kind[:64], id=request_id, **fields, **extra)
 
     # -- immediate requests ----------------------------------------------------------------------
     def _do_hello(self, message: dict[str, Any]) -> None:
