@@ -129,6 +129,8 @@ class ExecSession:
         self.exit_code: int | None = None
         self.started_at = time.time()
         self.current_source: str | None = None
+        #: Commands submitted so far: tells a late Ctrl-C for one command from the next.
+        self.commands_submitted = 0
         self._worker: _Worker | None = None
         self._job: _Job | None = None
         self._lock = asyncio.Lock()
@@ -147,6 +149,7 @@ class ExecSession:
                 worker = self._worker = _Worker(self)
             future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
             self.current_source = source
+            self.commands_submitted += 1
             job = self._job = _Job(source, future)
             worker.jobs.put(job)
             try:

@@ -79,9 +79,10 @@ def request_interrupt(session: ExecSession) -> bool:
     if not session.busy:
         return False
     loop = asyncio.get_running_loop()
+    command = session.commands_submitted  # never let this Ctrl-C reach a later command
 
     def retry() -> None:
-        if session.interrupt() or not session.busy:
+        if session.commands_submitted != command or session.interrupt() or not session.busy:
             return
         loop.call_later(0.02, retry)
 
@@ -172,6 +173,8 @@ class PythonHandler:
             outcome = await run_audited(ctx, session, source, timeout=ctx.command_timeout)
             return outcome.exit_code
         finally:
+            # A late Ctrl-C or signal on this channel must not reach the session's next user.
+            ctx.on_interrupt = None
             await self.pool.release(session, outcome)
 
     async def aclose(self) -> None:
