@@ -77,12 +77,31 @@ class use_io:
         _current.reset(self._token)
 
 
-class _RoutedOutput(io.TextIOBase):
+class _RoutedStream(io.TextIOBase):
+    """What a routed standard stream does the same whether it reads or writes: inside a
+    session it is a terminal-less text stream; outside one, the application's own stream."""
+
+    def __init__(self, fallback: TextIO) -> None:
+        self.fallback = fallback
+
+    def isatty(self) -> bool:
+        return False if _current.get() is not None else self.fallback.isatty()
+
+    def fileno(self) -> int:
+        if _current.get() is not None:
+            raise io.UnsupportedOperation("a shellsvc session stream has no file descriptor")
+        return self.fallback.fileno()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.fallback, name)
+
+
+class _RoutedOutput(_RoutedStream):
     """``sys.stdout``/``sys.stderr`` stand-in that writes to the current session."""
 
     def __init__(self, name: str, fallback: TextIO) -> None:
+        super().__init__(fallback)
         self._name = name
-        self.fallback = fallback
 
     def _target(self) -> Writer | None:
         sio = _current.get()
@@ -107,14 +126,6 @@ class _RoutedOutput(io.TextIOBase):
         if _current.get() is None:
             self.fallback.flush()
 
-    def isatty(self) -> bool:
-        return False if _current.get() is not None else self.fallback.isatty()
-
-    def fileno(self) -> int:
-        if _current.get() is not None:
-            raise io.UnsupportedOperation("a shellsvc session stream has no file descriptor")
-        return self.fallback.fileno()
-
     def writable(self) -> bool:
         return True
 
@@ -126,15 +137,9 @@ class _RoutedOutput(io.TextIOBase):
     def errors(self) -> str | None:  # type: ignore[override]
         return "strict" if _current.get() is not None else getattr(self.fallback, "errors", None)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.fallback, name)
 
-
-class _RoutedInput(io.TextIOBase):
+class _RoutedInput(_RoutedStream):
     """``sys.stdin`` stand-in: a session's ``input()`` asks that session's user."""
-
-    def __init__(self, fallback: TextIO) -> None:
-        self.fallback = fallback
 
     def readline(self, size: int | None = -1) -> str:  # type: ignore[override]
         sio = _current.get()
@@ -155,23 +160,12 @@ class _RoutedInput(io.TextIOBase):
         if _current.get() is None:
             self.fallback.close()
 
-    def isatty(self) -> bool:
-        return False if _current.get() is not None else self.fallback.isatty()
-
-    def fileno(self) -> int:
-        if _current.get() is not None:
-            raise io.UnsupportedOperation("a shellsvc session stream has no file descriptor")
-        return self.fallback.fileno()
-
     def readable(self) -> bool:
         return True
 
     @property
     def encoding(self) -> str:  # type: ignore[override]
         return getattr(self.fallback, "encoding", "utf-8")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.fallback, name)
 
 
 _install_lock = threading.Lock()

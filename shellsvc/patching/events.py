@@ -9,16 +9,14 @@ to connected clients, an audit log) sees every path the same way.
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["EVENT_KINDS", "PatchEvent", "PatchSubscription"]
+from shellsvc.pubsub import Subscription
 
-log = logging.getLogger(__name__)
+__all__ = ["EVENT_KINDS", "PatchEvent", "PatchSubscription"]
 
 #: Every ``PatchEvent.kind``.
 EVENT_KINDS = frozenset(
@@ -68,45 +66,5 @@ class PatchEvent:
 Callback = Callable[[PatchEvent], Any]
 
 
-class PatchSubscription:
-    """Returned by :meth:`PatchManager.subscribe`; ``close()`` (or leaving a ``with``) ends it."""
-
-    def __init__(self, subscribers: Subscribers, callback: Callback) -> None:
-        self._subscribers = subscribers
-        self.callback = callback
-
-    def close(self) -> None:
-        """Stop receiving events (idempotent)."""
-        self._subscribers.remove(self)
-
-    def __enter__(self) -> PatchSubscription:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-class Subscribers:
-    """The subscriptions of one manager; delivers events on the thread that made the change."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._subscriptions: tuple[PatchSubscription, ...] = ()
-
-    def add(self, callback: Callback) -> PatchSubscription:
-        subscription = PatchSubscription(self, callback)
-        with self._lock:
-            self._subscriptions += (subscription,)
-        return subscription
-
-    def remove(self, subscription: PatchSubscription) -> None:
-        with self._lock:
-            self._subscriptions = tuple(s for s in self._subscriptions if s is not subscription)
-
-    def emit(self, event: PatchEvent) -> None:
-        """Call every subscriber; one that raises is logged and does not stop the others."""
-        for subscription in self._subscriptions:  # a snapshot: the tuple is replaced, never changed
-            try:
-                subscription.callback(event)
-            except Exception:  # noqa: BLE001 - a subscriber's bug must not undo or hide a patch
-                log.exception("patch event subscriber %r failed on %s", subscription.callback, event)
+#: What :meth:`PatchManager.subscribe` returns (the shared :class:`shellsvc.pubsub.Subscription`).
+PatchSubscription = Subscription

@@ -313,18 +313,10 @@ class FunctionState:
             del fn.__signature__  # type: ignore[attr-defined]
 
     def _install(self, code: types.CodeType, defaults: tuple[Any, ...] | None, kwdefaults: dict[str, Any] | None) -> None:
-        # Defaults first when parameters are added, code first when they are removed: a
-        # call in between then finds spare defaults (harmless) rather than missing ones.
         fn = self.fn
         if fn.__code__ is code and fn.__defaults__ is defaults and fn.__kwdefaults__ == kwdefaults:
             return
-        grows = code.co_argcount + code.co_kwonlyargcount >= fn.__code__.co_argcount + fn.__code__.co_kwonlyargcount
-        if grows:
-            fn.__defaults__, fn.__kwdefaults__ = defaults, kwdefaults
-            fn.__code__ = code
-        else:
-            fn.__code__ = code
-            fn.__defaults__, fn.__kwdefaults__ = defaults, kwdefaults
+        _swap_code(fn, code, defaults, kwdefaults)
 
     def _percall_positional(self) -> bool:
         """Add the per-call keywords as trailing positional-or-keyword parameters?
@@ -515,6 +507,26 @@ class _PreparedSignature(inspect.Signature):
         return f"<Signature {self}>"
 
 
+def _swap_code(
+    fn: types.FunctionType,
+    code: types.CodeType,
+    defaults: tuple[Any, ...] | None,
+    kwdefaults: dict[str, Any] | None,
+) -> None:
+    """Give ``fn`` new code and defaults in the order that is safe for a concurrent call.
+
+    Defaults first when parameters are added, code first when they are removed: a call
+    in between then finds spare defaults (harmless) rather than missing ones.
+    """
+    grows = code.co_argcount + code.co_kwonlyargcount >= fn.__code__.co_argcount + fn.__code__.co_kwonlyargcount
+    if grows:
+        fn.__defaults__, fn.__kwdefaults__ = defaults, kwdefaults
+        fn.__code__ = code
+    else:
+        fn.__code__ = code
+        fn.__defaults__, fn.__kwdefaults__ = defaults, kwdefaults
+
+
 def _forget(key: int, ref: weakref.ReferenceType[types.FunctionType]) -> None:
     """An instrumented function died: drop its state (which holds no strong reference to it)."""
     with _registry_lock:
@@ -575,13 +587,7 @@ def set_base(
     """Make ``code`` (with these defaults) the implementation of ``fn``, keeping any instrumentation."""
     state = _lookup(fn)
     if state is None:
-        grows = code.co_argcount + code.co_kwonlyargcount >= fn.__code__.co_argcount + fn.__code__.co_kwonlyargcount
-        if grows:
-            fn.__defaults__, fn.__kwdefaults__ = defaults, kwdefaults
-            fn.__code__ = code
-        else:
-            fn.__code__ = code
-            fn.__defaults__, fn.__kwdefaults__ = defaults, kwdefaults
+        _swap_code(fn, code, defaults, kwdefaults)
         return
     with state.lock:
         state.base = code

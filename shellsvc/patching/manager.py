@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from shellsvc.engine.identity import current_user  # who patches: set by the engine per session
+from shellsvc.pubsub import Subscribers
 
 from .commit import commit_source
 from .errors import PatchConflict, PatchError, PatchHealthError, PatchNotFound, PatchRefused
-from .events import Callback, PatchEvent, PatchSubscription, Subscribers
+from .events import Callback, PatchEvent, PatchSubscription
 from .hotswap import Plan, plan_patch
 from .journal import PatchJournal, PatchRecord
 from .resolve import PatchResolver, default_resolver, set_default_resolver

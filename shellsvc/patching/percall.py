@@ -174,15 +174,19 @@ def _enter_sync(stack: contextlib.ExitStack, patches: list[scoped_patch], manage
         stack.enter_context(patch)
 
 
+async def _enter_async(stack: contextlib.AsyncExitStack, patches: list[scoped_patch], managers: list[Any]) -> None:
+    for manager in managers:
+        if hasattr(manager, "__aenter__"):
+            await stack.enter_async_context(manager)
+        else:
+            stack.enter_context(manager)
+    for patch in patches:
+        stack.enter_context(patch)
+
+
 async def _run_async(wrapped: Callable[..., Any], patches: list[scoped_patch], managers: list[Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     async with contextlib.AsyncExitStack() as stack:
-        for manager in managers:
-            if hasattr(manager, "__aenter__"):
-                await stack.enter_async_context(manager)
-            else:
-                stack.enter_context(manager)
-        for patch in patches:
-            stack.enter_context(patch)
+        await _enter_async(stack, patches, managers)
         result = wrapped(*args, **kwargs)
         return await result if inspect.isawaitable(result) else result
 
@@ -195,12 +199,6 @@ def _run_gen(wrapped: Callable[..., Any], patches: list[scoped_patch], managers:
 
 async def _run_async_gen(wrapped: Callable[..., Any], patches: list[scoped_patch], managers: list[Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     async with contextlib.AsyncExitStack() as stack:
-        for manager in managers:
-            if hasattr(manager, "__aenter__"):
-                await stack.enter_async_context(manager)
-            else:
-                stack.enter_context(manager)
-        for patch in patches:
-            stack.enter_context(patch)
+        await _enter_async(stack, patches, managers)
         async for item in wrapped(*args, **kwargs):
             yield item

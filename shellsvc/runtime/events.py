@@ -1,15 +1,15 @@
-"""Runtime events and a tiny publish/subscribe hub (audit log, pushes to SSH clients)."""
+"""Runtime events and the hub that delivers them (audit log, pushes to SSH clients)."""
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from shellsvc.pubsub import Subscribers, Subscription
 
 from .errors import PluginError
 
@@ -55,62 +55,12 @@ class RuntimeEvent:
 Callback = Callable[[RuntimeEvent], Any]
 
 
-class Subscription:
-    """Handle returned by :meth:`EventHub.subscribe`; call it (or ``close()``) to unsubscribe."""
+class EventHub(Subscribers[RuntimeEvent]):
+    """The runtime's subscribers; every event is also logged (a warning when it failed)."""
 
-    def __init__(self, hub: EventHub, callback: Callback) -> None:
-        self._hub = hub
-        self.callback = callback
-
-    def close(self) -> None:
-        self._hub._unsubscribe(self)
-
-    __call__ = close
-
-    def __enter__(self) -> Subscription:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-class EventHub:
-    """Delivers events to subscribers in order, on the caller's (the loop's) thread.
-
-    A callback may be a plain function or return an awaitable, which is scheduled as a
-    task. A failing subscriber is logged and never disturbs the runtime or other subscribers.
-    """
-
-    def __init__(self) -> None:
-        self._subscriptions: list[Subscription] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
-
-    def subscribe(self, callback: Callback) -> Subscription:
-        subscription = Subscription(self, callback)
-        self._subscriptions.append(subscription)
-        return subscription
-
-    def _unsubscribe(self, subscription: Subscription) -> None:
-        if subscription in self._subscriptions:
-            self._subscriptions.remove(subscription)
+    def subscribe(self, callback: Callback) -> Subscription[RuntimeEvent]:
+        return self.add(callback)
 
     def emit(self, event: RuntimeEvent) -> None:
-        log = logger.warning if event.error else logger.info
-        log("plugin %s", event)
-        for subscription in list(self._subscriptions):
-            try:
-                result = subscription.callback(event)
-                if inspect.isawaitable(result):
-                    task = asyncio.ensure_future(result)
-                    self._tasks.add(task)
-                    task.add_done_callback(self._task_done)
-            except Exception:
-                logger.exception("event subscriber %r failed on %s", subscription.callback, event)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("async event subscriber failed", exc_info=task.exception())
-
-    def __len__(self) -> int:
-        return len(self._subscriptions)
+        (logger.warning if event.error else logger.info)("plugin %s", event)
+        super().emit(event)

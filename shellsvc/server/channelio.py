@@ -37,6 +37,14 @@ def may_overshoot(unsent: int) -> bool:
     return control is not None and control.interrupted.is_set() and unsent < INTERRUPTED_ALLOWANCE
 
 
+def unsent_bytes(chan: asyncssh.SSHServerChannel[str]) -> int:
+    """Bytes asyncssh holds for ``chan`` that the client has not taken yet (0 once closed)."""
+    try:
+        return int(chan.get_write_buffer_size())
+    except (AttributeError, OSError):
+        return 0
+
+
 class ChannelOutput:
     """A thread-safe writer for one channel stream (stdout or stderr).
 
@@ -97,15 +105,9 @@ class ChannelOutput:
         """With ``_cond`` held: wait until there is room, the stream closed, or an interrupted
         command may overshoot. Short waits so an interrupt (an async exception) can land."""
         while not self.closed and (self._buffered > self._high_water or self._paused):
-            if may_overshoot(self._buffered + self._unsent()):
+            if may_overshoot(self._buffered + unsent_bytes(self._chan)):
                 return
             self._cond.wait(0.1)
-
-    def _unsent(self) -> int:
-        try:
-            return int(self._chan.get_write_buffer_size())
-        except (AttributeError, OSError):
-            return 0
 
     def flush(self) -> None:
         """Hand everything buffered to asyncssh now (on the loop thread)."""

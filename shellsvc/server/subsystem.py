@@ -47,7 +47,7 @@ from shellsvc.protocol import (
     error_reply,
 )
 
-from .channelio import may_overshoot, wait_from_thread
+from .channelio import may_overshoot, unsent_bytes, wait_from_thread
 from .context import SessionContext
 from .execution import open_exec_session, request_interrupt, run_audited
 
@@ -170,7 +170,7 @@ class FrameWriter:
             if not on_loop:
                 # Short waits, so an interrupt (an async exception) can land in this thread.
                 while not self.closed and (self._size > self._high_water or self._backlogged()):
-                    if may_overshoot(self._size + self._unsent()):
+                    if may_overshoot(self._size + unsent_bytes(self._chan)):
                         break  # an interrupted command's traceback must not wait for the client
                     self._cond.wait(0.05)
                 if self.closed:
@@ -190,13 +190,7 @@ class FrameWriter:
             self.close()
 
     def _backlogged(self) -> bool:
-        return self._unsent() > self._high_water
-
-    def _unsent(self) -> int:
-        try:
-            return int(self._chan.get_write_buffer_size())
-        except (AttributeError, OSError):
-            return 0
+        return unsent_bytes(self._chan) > self._high_water
 
     def flush(self) -> None:
         """Send the buffered output now (loop thread)."""
