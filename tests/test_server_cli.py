@@ -57,15 +57,24 @@ def wait_for_event(path: Path, name: str, timeout: float = 20) -> dict:
     raise AssertionError(f"no {name} event in {path}")
 
 
-def test_serve_hosts_plugins_and_audits_reloads(tmp_path: Path) -> None:
+def serve_greeter_config(tmp_path: Path, *, operator: str | None = None) -> Path:
+    """A ``shellsvc serve`` config hosting ``plugins/greeter.py`` (v1) for admin alice."""
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     (plugins / "greeter.py").write_text(PLUGIN_V1)
     config = tmp_path / "shellsvc.toml"
-    config.write_text(f'[server]\nport = 0\nstate_dir = "state"\nplugins = ["plugins"]\n'
-                      f'[limits]\nauth_failure_delay = 0.01\n'
-                      f'[users.alice]\nrole = "admin"\npassword_hash = "{FAST_HASH}"\n'
-                      f'[users.olga]\nrole = "operator"\npassword_hash = "{FAST_HASH}"\n')
+    text = (f'[server]\nport = 0\nstate_dir = "state"\nplugins = ["plugins"]\n'
+            f'[limits]\nauth_failure_delay = 0.01\n'
+            f'[users.alice]\nrole = "admin"\npassword_hash = "{FAST_HASH}"\n')
+    if operator:
+        text += f'[users.{operator}]\nrole = "operator"\npassword_hash = "{FAST_HASH}"\n'
+    config.write_text(text)
+    return config
+
+
+def test_serve_hosts_plugins_and_audits_reloads(tmp_path: Path) -> None:
+    config = serve_greeter_config(tmp_path, operator="olga")
+    plugins = tmp_path / "plugins"
     child = spawn_cli("serve", "--config", str(config), "--log-level", "WARNING")
     try:
         child.expect(r"listening on 127\.0\.0\.1:(\d+)")
@@ -93,13 +102,7 @@ def test_serve_hosts_plugins_and_audits_reloads(tmp_path: Path) -> None:
 
 
 def test_serve_reapplies_the_patch_journal_after_a_restart(tmp_path: Path) -> None:
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    (plugins / "greeter.py").write_text(PLUGIN_V1)
-    config = tmp_path / "shellsvc.toml"
-    config.write_text(f'[server]\nport = 0\nstate_dir = "state"\nplugins = ["plugins"]\n'
-                      f'[limits]\nauth_failure_delay = 0.01\n'
-                      f'[users.alice]\nrole = "admin"\npassword_hash = "{FAST_HASH}"\n')
+    config = serve_greeter_config(tmp_path)
 
     async def call(port: int, source: str) -> asyncssh.SSHCompletedProcess:
         async with asyncssh.connect("127.0.0.1", port, username="alice", password=PASSWORD,
