@@ -158,17 +158,23 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
-async def round_trips(port: int, key: asyncssh.SSHKey, count: int) -> list[float]:
-    async with connect(port, key) as conn:
-        for _ in range(20):
-            await conn.run("1+1")
-        times = []
-        for _ in range(count):
-            start = time.perf_counter()
-            result = await conn.run("1+1")
-            times.append(time.perf_counter() - start)
-            assert result.exit_status == 0 and result.stdout.strip() in ("2", "1+1"), result
-        return times
+async def interleaved_round_trips(raw_port: int, svc_port: int, key: asyncssh.SSHKey,
+                                  count: int) -> tuple[list[float], list[float]]:
+    """Both servers' round trips, alternating in blocks of 10 so machine noise hits both alike."""
+    async with connect(raw_port, key) as raw, connect(svc_port, key) as svc:
+        raw_times: list[float] = []
+        svc_times: list[float] = []
+        for conn in (raw, svc):
+            for _ in range(20):  # warm-up
+                await conn.run("1+1")
+        while len(svc_times) < count:
+            for conn, times in ((raw, raw_times), (svc, svc_times)):
+                for _ in range(min(10, count - len(times))):
+                    start = time.perf_counter()
+                    result = await conn.run("1+1")
+                    times.append(time.perf_counter() - start)
+                    assert result.exit_status == 0 and result.stdout.strip() in ("2", "1+1"), result
+        return raw_times, svc_times
 
 
 async def connect_times(port: int, key: asyncssh.SSHKey, count: int) -> list[float]:
@@ -333,8 +339,7 @@ async def main(args: argparse.Namespace) -> None:
         async with Server("raw", workdir, keys_file) as raw, Server("shellsvc", workdir, keys_file) as svc:
             print(f"bench_ssh: python {sys.version.split()[0]}, asyncssh {asyncssh.__version__}, "
                   f"{os.cpu_count()} CPUs")
-            raw_rt = await round_trips(raw.port, key, args.round_trips)
-            svc_rt = await round_trips(svc.port, key, args.round_trips)
+            raw_rt, svc_rt = await interleaved_round_trips(raw.port, svc.port, key, args.round_trips)
             ratio = statistics.median(svc_rt) / statistics.median(raw_rt)
             print(f"exec '1+1' round trip (n={args.round_trips}): shellsvc median {statistics.median(svc_rt)*1e3:.2f} ms "
                   f"p99 {pct(svc_rt, .99)*1e3:.2f} ms | raw asyncssh echo median {statistics.median(raw_rt)*1e3:.2f} ms "
