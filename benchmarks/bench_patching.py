@@ -202,6 +202,7 @@ def run(root: Path) -> None:
         other = in_thread(lambda: measure({"plain": "plain(1)", "tramp": "trampolined(1)", "nosource": "nosource(1)",
                                            "work": "work(1)", "work_tramp": "work_trampolined(1)"}, env))
         active = measure({"plain": "plain(1)", "tramp": "trampolined(1)"}, env)
+    row("plain call, measured in that other thread (baseline of the next 2)", other["plain"], other["plain"])
     row("trampoline installed, inactive for this caller, return x + 1", other["tramp"], other["plain"], "<= 1.3x")
     row("  same, function without source (generic forwarder)", other["nosource"], other["plain"])
     row("  same, realistic body (baseline: that body unpatched)", other["work_tramp"], other["work"], "<= 1.3x")

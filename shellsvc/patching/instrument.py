@@ -6,7 +6,7 @@ instructions preceded by a small prologue::
 
     if __shellsvc_overflow__ is not <state>.not_given or monkey_patch is not None ...:
         return <state>.percall_or_overflow(__shellsvc_overflow__, monkey_patch, ..., a, b)
-    __shellsvc_scope__ = <state>.scopes.get()                  # scoped patches
+    __shellsvc_scope__ = <active_replacements>.get()           # scoped patches
     if __shellsvc_scope__ is not None:
         __shellsvc_replacement__ = __shellsvc_scope__.get(<state>)
         if __shellsvc_replacement__ is not None:
@@ -76,6 +76,9 @@ _NOT_SIMPLE = (
 )
 _PLACEHOLDER = "__shellsvc_instrument_state_5b1e__"
 _FORWARD_PLACEHOLDER = "__shellsvc_instrument_forward_5b1e__"
+#: Stands for the ContextVar ``active_replacements``: the prologue reads it as a constant
+#: of its code, one attribute load fewer per call than ``<state>.scopes``.
+_SCOPES_PLACEHOLDER = "__shellsvc_instrument_scopes_5b1e__"
 
 #: Replacements active in the current thread/task context: FunctionState -> replacement.
 active_replacements: contextvars.ContextVar[dict[FunctionState, Callable[..., Any]] | None] = (
@@ -156,7 +159,6 @@ class FunctionState:
     def __init__(self, fn: types.FunctionType) -> None:
         self._fn_ref = weakref.ref(fn, functools.partial(_forget, id(fn)))
         self.active = 0  # scopes currently open for this function, in any context
-        self.scopes = active_replacements  # read by the instrumented prologue
         self.not_given = NOT_GIVEN  # likewise: a slot, the fastest attribute to read
         self.base: types.CodeType = fn.__code__
         self.base_source: FunctionSource | None = None
@@ -368,6 +370,8 @@ class FunctionState:
                 _templates.setdefault(base, {})[key] = found
         template, uses_source = found
         code = swap_constant(template, _PLACEHOLDER, self)
+        if self.scoped_enabled:
+            code = swap_constant(code, _SCOPES_PLACEHOLDER, active_replacements)
         if not uses_source:
             code = swap_constant(code, _FORWARD_PLACEHOLDER, _Forward(self.fn, self.clone, self.percall_enabled))
         return code, uses_source
@@ -415,7 +419,7 @@ class FunctionState:
             # per-call keywords this code is only installed while a scope is open, so the
             # ``active`` test would be redundant; with them it skips the read when idle.
             lookup = ast.parse(
-                f"__shellsvc_scope__ = {_PLACEHOLDER!r}.scopes.get()\n"
+                f"__shellsvc_scope__ = {_SCOPES_PLACEHOLDER!r}.get()\n"
                 "if __shellsvc_scope__ is not None:\n"
                 f"    __shellsvc_replacement__ = __shellsvc_scope__.get({_PLACEHOLDER!r})\n"
                 "    if __shellsvc_replacement__ is not None:\n"
