@@ -25,7 +25,7 @@ __all__ = ["tracer"]
 
 TraceFunc = Callable[[types.FrameType, str, Any], Any]
 
-_SUSPENDING = frozenset(dis.opmap[name] for name in ("YIELD_VALUE",) if name in dis.opmap)
+_YIELD_VALUE = dis.opmap["YIELD_VALUE"]
 _RESUMABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
 
 
@@ -60,7 +60,7 @@ class _FrameReporter:
             emit(f"[trace] {frame.f_lineno:5d} | {text.strip() if text else '<source unavailable>'}")
         elif event == "return":
             self._changes(frame)
-            if frame.f_code.co_code[frame.f_lasti] in _SUSPENDING:
+            if frame.f_code.co_code[frame.f_lasti] == _YIELD_VALUE:
                 verb = "yielded" if frame.f_code.co_flags & inspect.CO_GENERATOR else "suspended, awaiting"
                 emit(f"[trace] {self.name} {verb} {short_repr(arg)}")
             else:

@@ -186,15 +186,19 @@ def source_of_code(code: types.CodeType) -> FunctionSource | None:
 
     Cached per code object while the file's cached text (linecache) is unchanged.
     """
-    lines = linecache.cache.get(code.co_filename)
-    stamp = id(lines[2]) if lines else 0
+    stamp = _stamp(code.co_filename)
     cached = _source_cache.get(code)
     if cached is not None and cached[0] == stamp and stamp:
         return cached[1]
     found = _find_source(code)
-    lines = linecache.cache.get(code.co_filename)
-    _source_cache[code] = (id(lines[2]) if lines else 0, found)
+    _source_cache[code] = (_stamp(code.co_filename), found)  # _find_source may have refreshed linecache
     return found
+
+
+def _stamp(filename: str) -> int:
+    """Identifies the text linecache holds for ``filename`` (0: none); changes when it is reloaded."""
+    lines = linecache.cache.get(filename)
+    return id(lines[2]) if lines else 0
 
 
 _verified: weakref.WeakKeyDictionary[types.CodeType, tuple[int, str | None, FunctionSource | None]] = weakref.WeakKeyDictionary()
@@ -209,8 +213,7 @@ def running_source(code: types.CodeType, class_name: str | None) -> FunctionSour
     source = source_of_code(code)
     if source is None:
         return None
-    lines = linecache.cache.get(code.co_filename)
-    stamp = id(lines[2]) if lines else 0
+    stamp = _stamp(code.co_filename)
     cached = _verified.get(code)
     if cached is not None and stamp and cached[0] == stamp and cached[1] == class_name:
         return cached[2]
@@ -226,8 +229,7 @@ def running_source(code: types.CodeType, class_name: str | None) -> FunctionSour
 
 def remember_source(code: types.CodeType, source: FunctionSource, class_name: str | None) -> None:
     """Record that ``code`` was just compiled from ``source``: patching it again needs no check."""
-    lines = linecache.cache.get(code.co_filename)
-    stamp = id(lines[2]) if lines else 0
+    stamp = _stamp(code.co_filename)
     if stamp:
         _source_cache[code] = (stamp, source)
         _verified[code] = (stamp, class_name, source)
@@ -235,12 +237,9 @@ def remember_source(code: types.CodeType, source: FunctionSource, class_name: st
 
 def class_name_of(fn: types.FunctionType) -> str | None:
     """The innermost class in ``fn``'s qualname (needed for private-name mangling), if any."""
-    parts = fn.__qualname__.split(".")[:-1]
-    for part in reversed(parts):
-        if part != "<locals>":
-            return part if not part.startswith("<") else None
-        break
-    return None
+    parts = fn.__qualname__.split(".")
+    owner = parts[-2] if len(parts) > 1 else "<"
+    return None if owner.startswith("<") else owner  # "<locals>": defined in a function, not a class
 
 
 _DEF_INDEX_SIZE = 32

@@ -462,9 +462,8 @@ class FunctionState:
     def _generic_source(self) -> FunctionSource:
         base = self.base
         params = Params.of(base)
-        prefix = "async def" if base.co_flags & (0x80 | 0x200) else "def"
-        body = "pass"
-        text = f"{prefix} {base.co_name}({params.signature_text()}):\n    {body}\n"
+        prefix = "async def" if base.co_flags & (inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR) else "def"
+        text = f"{prefix} {base.co_name}({params.signature_text()}):\n    pass\n"
         node = ast.parse(text).body[0]
         node.body = []  # the prologue supplies the whole body
         ast.increment_lineno(node, base.co_firstlineno - 1)

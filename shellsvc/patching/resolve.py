@@ -245,7 +245,10 @@ def _check_private(path: Path) -> None:
     for item in (path.parent, path):
         info = item.stat()
         if info.st_uid not in (uid, 0):
-            raise ResolveError(f"refusing to load admin patch file {path}: {item} is owned by uid {info.st_uid}, not by this process's user")
+            raise ResolveError(
+                f"refusing to load admin patch file {path}: {item} is owned by uid {info.st_uid}, not by this "
+                "process's user; chown it to this user (or move the file out of the patch directory)"
+            )
         if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             raise ResolveError(
                 f"refusing to load admin patch file {path}: {item} is writable by group/others "

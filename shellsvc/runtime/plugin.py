@@ -99,7 +99,7 @@ def plugin_commands(plugin: Any) -> list[Callable[..., Any]]:
     parameter is ``self`` are bound to ``plugin`` (a reload makes a new instance, so bind
     again after one). Anything else (bound methods, free functions) is returned as is.
     """
-    found = []
+    found: list[Callable[..., Any]] = []
     for command in getattr(plugin, "commands", None) or ():
         if inspect.isfunction(command):
             parameters = list(inspect.signature(command).parameters)

@@ -159,9 +159,9 @@ class Runtime:
         it. The operator console offers them as ``<plugin> <command>``.
         """
         return {
-            handle.name: plugin_commands(handle.plugin)
+            handle.name: commands
             for handle in self._handles.values()
-            if handle.state is PluginState.STARTED and plugin_commands(handle.plugin)
+            if handle.state is PluginState.STARTED and (commands := plugin_commands(handle.plugin))
         }
 
     def subscribe(self, callback: Callable[[RuntimeEvent], Any]) -> Subscription:
