@@ -11,7 +11,7 @@ import asyncio
 import inspect
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 __all__ = ["Subscribers", "Subscription"]
@@ -73,16 +73,27 @@ class Subscribers(Generic[E]):
             try:
                 result = subscription.callback(event)
                 if inspect.isawaitable(result):
-                    task = asyncio.ensure_future(result)
-                    self._tasks.add(task)
-                    task.add_done_callback(self._task_done)
+                    self._schedule(subscription, event, result)
             except Exception:  # noqa: BLE001 - a subscriber's bug must not disturb the emitter
                 log.exception("event subscriber %r failed on %s", subscription.callback, event)
+
+    def _schedule(self, subscription: Subscription[E], event: E, awaitable: Awaitable[Any]) -> None:
+        try:
+            task = asyncio.ensure_future(awaitable)
+        except RuntimeError as exc:  # no event loop in the emitting thread, or a closed one
+            if inspect.iscoroutine(awaitable):
+                awaitable.close()  # it will never run: no "coroutine was never awaited" warning
+            log.error("async event subscriber %r dropped %s (%s); an async subscriber needs events emitted "
+                      "on its running loop - otherwise subscribe a plain function that hands the work to "
+                      "your loop (loop.call_soon_threadsafe)", subscription.callback, event, exc)
+            return
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Future[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("async event subscriber failed", exc_info=task.exception())
+            log.error("async event subscriber %r failed", task, exc_info=task.exception())
 
     def __len__(self) -> int:
         return len(self._subscriptions)
