@@ -22,7 +22,7 @@ from pathlib import Path
 import asyncssh
 
 from .connection import ConnectError, ConnectOptions, ask_password_on_terminal, open_connection
-from .fanout import Action, fan_out, format_table, results_json
+from .fanout import Action, fan_out, format_ids, format_table, results_json
 from .hostkeys import HostKeyError, default_known_hosts
 from .remote import RemoteError, RemoteShell
 from .script import run_script, stdin_reader
@@ -102,9 +102,9 @@ def _on_terminal(args: argparse.Namespace) -> bool:
 async def _ask_yes(question: str) -> bool:
     from prompt_toolkit import PromptSession
 
+    session: PromptSession[str] = PromptSession()
     while True:
         try:
-            session: PromptSession[str] = PromptSession()
             answer = (await session.prompt_async(question)).strip().lower()
         except (EOFError, KeyboardInterrupt):
             return False
@@ -171,7 +171,7 @@ async def _single(args: argparse.Namespace, target: Target, conn: asyncssh.SSHCl
         if action.upload is not None:
             await upload_patch(conn, action.upload, action.patch)
         ids = await shell.apply_patch(action.patch, output=lambda stream, text: print(text, end=""))
-        print(f"applied {action.patch} on {target}: {', '.join(f'#{i}' for i in ids)}")
+        print(f"applied {action.patch} on {target}: {format_ids(ids)}")
         return 0
     code = _code(args)
     if code is None and not sys.stdin.isatty():

@@ -23,7 +23,7 @@ import asyncssh
 from .connection import ConnectError
 from .hostkeys import HostKeyError
 from .remote import RemoteError, RemoteShell
-from .script import run_script
+from .script import output_writer, run_script
 from .target import Target
 from .upload import UploadError, upload_patch
 
@@ -91,9 +91,9 @@ class _Host:
                 assert action.patch is not None
                 if action.upload is not None:
                     await upload_patch(self.conn, action.upload, action.patch)
-                result.applied = await self.shell.apply_patch(action.patch, output=lambda stream, text: _ignore(out.write(text)))
+                result.applied = await self.shell.apply_patch(action.patch, output=output_writer(out, out))
                 result.status, result.exit_code = "ok", 0
-                result.detail = f"applied {', '.join(f'#{i}' for i in result.applied)}"
+                result.detail = f"applied {format_ids(result.applied)}"
         except RemoteError as exc:
             result.status, result.exit_code, result.detail = "failed", 1, exc.message
         except (ConnectError, HostKeyError, UploadError) as exc:
@@ -114,10 +114,10 @@ class _Host:
             await self.shell.rollback_patch(list(reversed(result.applied)))
         except (RemoteError, OSError, asyncssh.Error) as exc:
             result.status = "rollback failed"
-            result.detail = f"applied {', '.join(f'#{i}' for i in result.applied)}; rollback failed: {exc}"
+            result.detail = f"applied {format_ids(result.applied)}; rollback failed: {exc}"
             return
         result.status = "rolled back"
-        result.detail = f"applied {', '.join(f'#{i}' for i in result.applied)}, rolled back: {why}"
+        result.detail = f"applied {format_ids(result.applied)}, rolled back: {why}"
 
     def close(self) -> None:
         if self.conn is not None:
@@ -160,8 +160,9 @@ async def fan_out(targets: list[Target], action: Action, connect: Connect, *, pa
             host.close()
 
 
-def _ignore(value: object) -> None:
-    """Drops a value (``StringIO.write`` returns a count an output callback must not)."""
+def format_ids(ids: list[int]) -> str:
+    """Patch ids as the server's messages show them: ``#3, #4``."""
+    return ", ".join(f"#{i}" for i in ids)
 
 
 def format_table(results: list[HostResult]) -> str:

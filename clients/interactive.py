@@ -78,10 +78,8 @@ def _bindings(admin: bool) -> KeyBindingsBase:
 
 def format_event(topic: str, event: dict[str, Any]) -> str:
     """One line for a pushed event, printed above the prompt."""
-    if topic == "runtime":
-        return f"[runtime] {event.get('text') or event.get('kind')}\n"
-    if topic == "patches":
-        return f"[patches] {event.get('text') or event.get('kind')}\n"
+    if topic in TOPICS:
+        return f"[{topic}] {event.get('text') or event.get('kind')}\n"
     return f"[{topic}] {event}\n"
 
 

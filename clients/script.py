@@ -11,12 +11,14 @@ import asyncio
 import sys
 from typing import TextIO
 
-from .remote import InputCallback, RemoteShell
+from .remote import InputCallback, OutputCallback, RemoteShell
 
-__all__ = ["run_script", "stdin_reader"]
+__all__ = ["output_writer", "run_script", "stdin_reader"]
 
 
-def _writer(stdout: TextIO, stderr: TextIO):  # type: ignore[no-untyped-def]
+def output_writer(stdout: TextIO, stderr: TextIO) -> OutputCallback:
+    """An output callback writing each stream to its file, flushed as it comes."""
+
     def write(stream: str, text: str) -> None:
         target = stderr if stream == "stderr" else stdout
         target.write(text)
@@ -28,7 +30,7 @@ def _writer(stdout: TextIO, stderr: TextIO):  # type: ignore[no-untyped-def]
 async def run_script(shell: RemoteShell, code: str, *, stdout: TextIO | None = None, stderr: TextIO | None = None,
                      on_input: InputCallback | None = None, timeout: float | None = None) -> int:
     """Run ``code`` remotely and return its exit status."""
-    write = _writer(stdout or sys.stdout, stderr or sys.stderr)
+    write = output_writer(stdout or sys.stdout, stderr or sys.stderr)
     shell.on_output = write  # background output that arrives meanwhile is shown too
     if shell.role != "admin":
         status = 0

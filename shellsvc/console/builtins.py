@@ -9,17 +9,18 @@ refused even though :meth:`Runtime.reload` would accept a path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
-from .console import CommandContext
+from .console import CommandContext, Console
 from .errors import CommandError, UnknownCommand
 from .parsing import quote_for_display, suggestion_hint
 from .registry import Arg, CommandRegistry, command
@@ -52,7 +53,7 @@ def _clock(timestamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
 
 
-def _console(ctx: CommandContext) -> Any:
+def _console(ctx: CommandContext) -> Console:
     if ctx.console is None:
         raise CommandError("this command needs a console")
     return ctx.console
@@ -68,7 +69,7 @@ def help_command(ctx: CommandContext, *topic: Annotated[str, Arg(metavar="COMMAN
     path = tuple(topic)
     if not path:
         lines = ["Commands (type help COMMAND for details, exit or Ctrl-D to leave):"]
-        lines += _listing(console, table, ())
+        lines += _listing(console, ())
         return "\n".join(lines)
     cmd = table.get(path)
     if cmd is not None and cmd.allowed(console.role):
@@ -77,10 +78,9 @@ def help_command(ctx: CommandContext, *topic: Annotated[str, Arg(metavar="COMMAN
             lines += ["", cmd.summary]
         if cmd.description:
             lines += ["", cmd.description]
-        documented = [p for p in cmd.params]
-        if documented:
+        if cmd.params:
             lines.append("")
-            for param in documented:
+            for param in cmd.params:
                 label = param.usage().strip("[]")
                 extra = []
                 words = param.completion_words(ctx)
@@ -96,18 +96,15 @@ def help_command(ctx: CommandContext, *topic: Annotated[str, Arg(metavar="COMMAN
     if table.is_group(path) and console.visible(path):
         summary = table.group_summary(path)
         lines = [f"{' '.join(path)}: {summary}" if summary else f"{' '.join(path)} commands:"]
-        lines += _listing(console, table, path)
+        lines += _listing(console, path)
         return "\n".join(lines)
     raise UnknownCommand(f"help: no command {quote_for_display(' '.join(path))}",
-                         hint=suggestion_hint(" ".join(path), _all_visible(console, table), "type help for the list"))
+                         hint=suggestion_hint(" ".join(path), [c.name for c in console.runnable()],
+                                              "type help for the list"))
 
 
-def _all_visible(console: Any, table: CommandRegistry) -> list[str]:
-    return [c.name for c in table if c.allowed(console.role) and not c.hidden]
-
-
-def _listing(console: Any, table: CommandRegistry, path: tuple[str, ...]) -> list[str]:
-    names = [c for c in table if c.path[:len(path)] == path and c.allowed(console.role) and not c.hidden]
+def _listing(console: Console, path: tuple[str, ...]) -> list[str]:
+    names = console.runnable(path)
     width = max((len(c.usage()) for c in names), default=0)
     width = min(width, 36)
     return [f"  {c.usage():<{width}}  {c.summary}".rstrip() for c in names]
@@ -177,20 +174,13 @@ def plugins_list(ctx: CommandContext) -> str:
     return "\n".join(lines)
 
 
-async def _plugin_action(ctx: CommandContext, name: str, action: str) -> Any:
+@contextlib.contextmanager
+def _plugin_errors() -> Iterator[None]:
+    """A :class:`~shellsvc.runtime.PluginError` fails the command with its message."""
     from shellsvc.runtime import PluginError
 
-    runtime = _runtime(ctx)
     try:
-        if action == "reload":
-            return await runtime.reload(name)
-        if action == "reload-force":
-            return await runtime.reload(name, force=True)
-        if action == "unload":
-            return await runtime.unload(name)
-        if action == "start":
-            return await runtime.start_plugin(name)
-        return await runtime.stop_plugin(name)
+        yield
     except PluginError as exc:
         raise CommandError(str(exc)) from None
 
@@ -203,7 +193,8 @@ async def plugins_reload(ctx: CommandContext, name: PluginName, *, force: bool =
     """
     runtime = _runtime(ctx)
     before = {h.name: h.generation for h in runtime.handles()}
-    handles = await _plugin_action(ctx, name, "reload-force" if force else "reload")
+    with _plugin_errors():
+        handles = await runtime.reload(name, force=force)
     reloaded = [h for h in handles if before.get(h.name) != h.generation]
     if not reloaded:
         return f"{name}: unchanged, not reloaded (use --force to reload anyway)"
@@ -213,21 +204,24 @@ async def plugins_reload(ctx: CommandContext, name: PluginName, *, force: bool =
 @command("plugins unload")
 async def plugins_unload(ctx: CommandContext, name: PluginName) -> str:
     """Stop a plugin and remove it (with every plugin defined in the same source)."""
-    names = await _plugin_action(ctx, name, "unload")
+    with _plugin_errors():
+        names = await _runtime(ctx).unload(name)
     return "unloaded " + ", ".join(names)
 
 
 @command("plugins start")
 async def plugins_start(ctx: CommandContext, name: PluginName) -> str:
     """Start a loaded or stopped plugin."""
-    handle = await _plugin_action(ctx, name, "start")
+    with _plugin_errors():
+        handle = await _runtime(ctx).start_plugin(name)
     return f"{handle.name}: {handle.state}"
 
 
 @command("plugins stop")
 async def plugins_stop(ctx: CommandContext, name: PluginName) -> str:
     """Stop a plugin but keep it loaded."""
-    handle = await _plugin_action(ctx, name, "stop")
+    with _plugin_errors():
+        handle = await _runtime(ctx).stop_plugin(name)
     return f"{handle.name}: {handle.state}" + (f" ({handle.error})" if handle.error else "")
 
 

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from .sessions import SessionBoard
 
-__all__ = ["AuditSink", "CommandContext", "CommandResult", "Console", "Invocation"]
+__all__ = ["AuditSink", "CommandContext", "CommandResult", "Console", "Invocation", "await_interruptible"]
 
 log = logging.getLogger(__name__)
 
@@ -211,19 +211,15 @@ class Console:
             table.merge(plugin_commands, origin=f"plugin {handle.name}")
         return table
 
+    def runnable(self, path: tuple[str, ...] = ()) -> list[Command]:
+        """The commands at or under ``path`` this role may run and that are not hidden, by name."""
+        depth = len(path)
+        return [c for c in self.table() if c.path[:depth] == path and c.allowed(self.role) and not c.hidden]
+
     def visible(self, path: tuple[str, ...] = ()) -> list[str]:
         """Names under ``path`` (top level by default) this role can run, for help and completion."""
-        table = self.table()
-        names = []
-        for child in table.children(path):
-            child_path = (*path, child)
-            cmd = table.get(child_path)
-            if cmd is not None:
-                if cmd.allowed(self.role) and not cmd.hidden:
-                    names.append(child)
-            elif any(c.allowed(self.role) and not c.hidden for c in table if c.path[:len(child_path)] == child_path):
-                names.append(child)
-        return names
+        depth = len(path)
+        return sorted({c.path[depth] for c in self.runnable(path) if len(c.path) > depth})
 
     # -- parsing (pure: nothing runs) ---------------------------------------------------------------
     def parse(self, line: str) -> Invocation:
@@ -444,6 +440,21 @@ class Console:
 
     def __repr__(self) -> str:
         return f"<Console {self.user} ({self.role}) {len(self.table())} commands>"
+
+
+async def await_interruptible(task: asyncio.Future[CommandResult], interrupted: Callable[[], bool]) -> CommandResult:
+    """Await a :meth:`Console.execute` task that a front end cancels to interrupt it.
+
+    When ``interrupted()`` says the cancellation was the front end's, the result is
+    ``interrupted`` with exit status 130; a cancellation of the caller itself propagates.
+    """
+    try:
+        return await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if interrupted() and task.cancelled() and (current is None or not current.cancelling()):
+            return CommandResult(error="interrupted\n", exit_status=130)
+        raise
 
 
 def _number(value: float) -> str:

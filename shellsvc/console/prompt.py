@@ -26,7 +26,7 @@ from prompt_toolkit.key_binding.key_processor import KeyPress
 from prompt_toolkit.keys import Keys
 from prompt_toolkit.styles import Style
 
-from .console import CommandResult, Console
+from .console import CommandResult, Console, await_interruptible
 from .registry import Command
 
 __all__ = ["ConsoleCompleter", "run_console"]
@@ -155,13 +155,7 @@ async def _run_interruptibly(console: Console, line: str) -> CommandResult:
     loop.call_soon(handle, get_typeahead(inp))
     try:
         with inp.attach(lambda: handle(inp.read_keys())):
-            try:
-                return await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if interrupted and task.cancelled() and (current is None or not current.cancelling()):
-                    return CommandResult(error="interrupted\n", exit_status=130)
-                raise
+            return await await_interruptible(task, lambda: interrupted)
     finally:
         if typeahead:
             store_typeahead(inp, typeahead)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .builtins import builtin_registry
-from .console import DEFAULT_TIMEOUT, AuditSink, CommandContext, CommandResult, Console
+from .console import DEFAULT_TIMEOUT, AuditSink, CommandContext, CommandResult, Console, await_interruptible
 from .registry import CommandRegistry
 from .sessions import SessionBoard
 
@@ -113,12 +113,7 @@ class OperatorConsole:
 
         ctx.on_interrupt = interrupt
         try:
-            result = await task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if not (interrupted and (current is None or not current.cancelling())):
-                raise
-            result = CommandResult(error="interrupted\n", exit_status=130)
+            result = await await_interruptible(task, lambda: interrupted)
         finally:
             ctx.on_interrupt = None
         if result.output:
