@@ -201,10 +201,7 @@ class ExecSession:
         reason = worker.control.reason or "interrupt"
         log.warning("session %s: command did not stop within %.1fs of %s; abandoning its worker thread",
                     self.label, INTERRUPT_GRACE, reason)
-        worker.jobs.put(None)
-        if self._worker is worker:
-            self._worker = None
-        self.engine.scheduler.end(worker.control)
+        self._retire(worker)
         status = "timeout" if reason == "timeout" else "interrupted"
         text = (f"{'TimeoutError: command timed out' if status == 'timeout' else 'KeyboardInterrupt'}"
                 " - the command is blocked in C code and still runs in a background thread;"
@@ -232,11 +229,19 @@ class ExecSession:
         worker, self._worker = self._worker, None
         if worker is not None:
             self._interrupt(worker, "closed")
-            worker.jobs.put(None)
-            # Free its scheduler slot now: if the command is stuck in C and the loop closes
-            # before the watchdog fires, nobody else would.
-            self.engine.scheduler.end(worker.control)
+            self._retire(worker)
         self.engine._forget(self)
+
+    def _retire(self, worker: _Worker) -> None:
+        """Let ``worker``'s thread exit once its command is over, and free its scheduler slot now.
+
+        Now, not when the thread ends: a command stuck in C may never end, and if the loop
+        closes before the watchdog fires nobody else would free the slot.
+        """
+        worker.jobs.put(None)
+        if self._worker is worker:
+            self._worker = None
+        self.engine.scheduler.end(worker.control)
 
     # -- worker side ----------------------------------------------------------------------
     def _execute(self, job: _Job, control: CommandControl) -> Outcome:
