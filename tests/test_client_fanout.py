@@ -20,7 +20,7 @@ from pathlib import Path
 from shellsvc.server import Service
 
 from test_client import CLIENT
-from test_server_helpers import authorized_keys, config, events, make_key, public_line, running
+from test_server_helpers import authorized_keys, communicate, config, events, make_key, public_line, running
 
 
 async def run_client(tmp_path: Path, *args: str) -> tuple[int, str, str]:
@@ -28,7 +28,7 @@ async def run_client(tmp_path: Path, *args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(*CLIENT, *args, stdin=asyncio.subprocess.DEVNULL,
                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                                                    env=env)
-    out, err = await asyncio.wait_for(process.communicate(), 120)
+    out, err = await communicate(process, timeout=120)
     return process.returncode or 0, out.decode(), err.decode()
 
 
@@ -181,6 +181,7 @@ async def fleet(tmp_path: Path, healthy: list[bool]) -> AsyncIterator[tuple[list
                 await asyncio.wait_for(process.wait(), 20)
             except TimeoutError:
                 process.kill()
+                await process.wait()
 
 
 async def prices(tmp_path: Path, key: Path, known: Path, ports: list[int]) -> list[str]:

@@ -385,7 +385,7 @@ import pytest  # noqa: E402
 import shellsvc  # noqa: E402
 from shellsvc import protocol  # noqa: E402
 from shellsvc.server.config import ConfigError, LimitsConfig, ServerConfig, load_config, parse_config  # noqa: E402
-from test_server_helpers import make_key  # noqa: E402
+from test_server_helpers import communicate, make_key  # noqa: E402
 
 
 def test_every_block_is_accounted_for() -> None:
@@ -494,7 +494,7 @@ async def _openssh(live: Live, words: list[str], stdin: bytes = b"") -> str:
             "-i", str(live.keys[user]), "-p", str(live.port), *args]
     proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    out, _ = await asyncio.wait_for(proc.communicate(stdin), 60)
+    out, _ = await communicate(proc, stdin, 60)
     return out.decode()
 
 

@@ -38,7 +38,7 @@ from hypothesis import strategies as st
 from shellsvc.protocol import MAX_FRAME, SUBSYSTEM, VERSION, FrameDecoder, encode
 from shellsvc.server import ConfigError, Service, load_config, parse_config
 
-from test_server_helpers import authorized_keys, config, events, make_key, public_line, wait_until
+from test_server_helpers import authorized_keys, communicate, config, events, make_key, public_line, wait_until
 
 pytestmark = pytest.mark.reliability
 
@@ -727,7 +727,7 @@ async def test_an_interrupted_exec_of_a_string_leaves_the_hosts_exit_status_alon
     script.write_text(HOST_APP % code)
     process = await asyncio.create_subprocess_exec(sys.executable, str(script), stdout=asyncio.subprocess.PIPE,
                                                    stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(process.communicate(), 60)
+    out, err = await communicate(process, timeout=60)
     assert out.decode().strip() == "interrupted", err.decode()
     assert process.returncode == 0, err.decode()
 

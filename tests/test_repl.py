@@ -29,16 +29,19 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\r")
 def repl(tmp_path):
     env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"), TERM="xterm", PYTHONUNBUFFERED="1",
                PROMPT_TOOLKIT_NO_CPR="1")  # pexpect is no terminal: it never answers a CPR
-    child = pexpect.spawn(
-        sys.executable, ["-m", "shellsvc", "repl", "--history", str(tmp_path / "history")],
-        env=env, encoding="utf-8", timeout=15, dimensions=(40, 120), logfile=open(tmp_path / "pty.log", "w"),
-    )
-    child.expect_exact(PROMPT)
-    yield child
-    if child.isalive():
-        child.sendcontrol("d")
-        child.expect(pexpect.EOF, timeout=10)
-    child.close(force=True)
+    with open(tmp_path / "pty.log", "w") as log:
+        child = pexpect.spawn(
+            sys.executable, ["-m", "shellsvc", "repl", "--history", str(tmp_path / "history")],
+            env=env, encoding="utf-8", timeout=15, dimensions=(40, 120), logfile=log,
+        )
+        try:
+            child.expect_exact(PROMPT)
+            yield child
+            if child.isalive():
+                child.sendcontrol("d")
+                child.expect(pexpect.EOF, timeout=10)
+        finally:
+            child.close(force=True)
 
 
 def run(child: pexpect.spawn, line: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from test_server_helpers import (FAST_HASH, PASSWORD, authorized_keys, config, connect, events, make_key,
+from test_server_helpers import (FAST_HASH, PASSWORD, authorized_keys, communicate, config, connect, events, make_key,
                                  public_line, running, wait_until)
 
 
@@ -99,7 +99,7 @@ def test_openssh_client_with_four_wrong_keys_is_disconnected(tmp_path: Path) -> 
             command += ["alice@127.0.0.1", "1+1"]
             proc = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
                                                         stderr=asyncio.subprocess.PIPE)
-            out, err = await asyncio.wait_for(proc.communicate(), 30)
+            out, err = await communicate(proc, timeout=30)
             await wait_until(lambda: events(service, "disconnect"), what="disconnect audited")
             completed = subprocess.CompletedProcess(command, proc.returncode or 0, out.decode(), err.decode())
             return completed, events(service, "auth_failure")
@@ -252,7 +252,7 @@ def test_openssh_agent_and_x11_forwarding_are_refused(tmp_path: Path) -> None:
             env = {**os.environ, "SSH_AUTH_SOCK": str(agent_socket), "DISPLAY": "127.0.0.1:97"}
             proc = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
                                                         stderr=asyncio.subprocess.PIPE, env=env)
-            out, err = await asyncio.wait_for(proc.communicate(), 30)
+            out, err = await communicate(proc, timeout=30)
             return (subprocess.CompletedProcess(command, proc.returncode or 0, out.decode(), err.decode()),
                     events(service, "auth_success"))
 

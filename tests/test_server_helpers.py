@@ -89,3 +89,15 @@ async def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: 
 
 def mode(path: Path) -> int:
     return os.stat(path).st_mode & 0o777
+
+
+async def communicate(process: asyncio.subprocess.Process, data: bytes | None = None,
+                      timeout: float = 60.0) -> tuple[bytes, bytes]:
+    """``process.communicate(data)`` under a deadline; a process that overruns it is killed,
+    never left running after the test."""
+    try:
+        return await asyncio.wait_for(process.communicate(data), timeout)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

@@ -30,6 +30,8 @@ class ServiceThread:
         self.thread = threading.Thread(target=self.loop.run_forever, name="test-service-loop", daemon=True)
         self.thread.start()
         self.service = Service(config=cfg)
+        #: The ssh clients the test started, killed when the service goes (even on failure).
+        self.children: list[pexpect.spawn] = []
         self.call(self.service.start())
 
     def call(self, coro: Any, timeout: float = 30) -> Any:
@@ -51,6 +53,8 @@ class ServiceThread:
             time.sleep(0.05)
 
     def close(self) -> None:
+        for child in self.children:
+            child.close(force=True)
         try:
             self.call(self.service.stop())
         finally:
@@ -86,6 +90,7 @@ def ssh(server: ServiceThread, tmp_path: Path, key: Path, user: str, *extra: str
             "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
             "-o", "IdentityAgent=none", "-i", str(key), f"{user}@127.0.0.1", *extra]
     child = pexpect.spawn("ssh", args, encoding="utf-8", timeout=20, dimensions=(24, 100))
+    server.children.append(child)
     return child
 
 

@@ -297,8 +297,13 @@ async def test_subscribed_clients_receive_runtime_and_patch_events(tmp_path: Pat
                 plugins = await shell.plugins()
                 assert [(p["name"], p["state"], p["version"]) for p in plugins] == [("ticker", "started", "2")]
                 await shell.request("unsubscribe", topics=["runtime", "patches"])
+                source.write_text(PLUGIN.format(version="3"))  # a real change: an unchanged file is not reloaded
                 await runtime.reload("ticker")
-                await asyncio.sleep(0.3)
+                # The operator, still subscribed, gets this reload; a round trip on alice's channel
+                # then passes anything the server pushed to her before answering.
+                await wait_until(lambda: sum(e["kind"] == "reloaded" for _, e in operator_got) == 2,
+                                 what="the operator's copy of the second reload")
+                assert [(p["name"], p["version"]) for p in await shell.plugins()] == [("ticker", "3")]
                 assert sum(e["kind"] == "reloaded" for _, e in got) == 1
 
 
