@@ -72,6 +72,7 @@ class AuditLog:
 
     @property
     def closed(self) -> bool:
+        """Whether :meth:`close` was called (further events are dropped, with a warning)."""
         return self._fd is None
 
     def close(self) -> None:

@@ -73,7 +73,7 @@ class ChannelOutput:
         if self._terminal:
             text = text.replace("\r\n", "\n").replace("\n", "\r\n")
         if _on_loop(self._loop):
-            self._flush()
+            self.flush()
             self._write_now(text)
             return
         with self._cond:
@@ -86,7 +86,7 @@ class ChannelOutput:
                 return
             self._scheduled = True
         try:
-            self._loop.call_soon_threadsafe(self._flush)
+            self._loop.call_soon_threadsafe(self.flush)
         except RuntimeError:  # the loop has shut down; nobody is listening any more
             self.close()
 
@@ -111,9 +111,6 @@ class ChannelOutput:
 
     def flush(self) -> None:
         """Hand everything buffered to asyncssh now (on the loop thread)."""
-        self._flush()
-
-    def _flush(self) -> None:
         with self._cond:
             text = "".join(self._buffer)
             self._buffer.clear()

@@ -5,7 +5,8 @@ PTY + shell: the role's interactive handler (the REPL for admins). Exec request,
 (``ssh host < script.py``): the channel's input is read to EOF and run as a script.
 The ``shellsvc`` subsystem: the client protocol (:mod:`.subsystem`). The ``sftp``
 subsystem or an ``scp`` command: handed to asyncssh's SFTP/scp server jailed in the
-patches directory (:mod:`.upload`, admins only). Closing the channel or losing the connection cancels whatever the session was running.
+patches directory (:mod:`.upload`, admins only). Closing the channel or losing the
+connection cancels whatever the session was running.
 """
 
 from __future__ import annotations
@@ -178,7 +179,7 @@ class ChannelSession(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             status = 1
         finally:
             ctx.audit.write("session_close", user=self.user, session=self.label, reason=reason,
-                                      exit_status=status, duration=round(time.monotonic() - self._opened, 3))
+                            exit_status=status, duration=round(time.monotonic() - self._opened, 3))
             self._service.release_session(self)
             ctx.stdout.flush()
             ctx.stderr.flush()
