@@ -250,12 +250,25 @@ async def test_help_output_goes_to_the_session(engine):
     assert "Return the number of items in a container" in cap.stdout
 
 
-async def _interrupt_after_start(session, code: str) -> tuple:
-    task = asyncio.create_task(session.run(code))
-    deadline = time.monotonic() + 5
-    while not session.busy and time.monotonic() < deadline:
+async def _until(predicate, timeout: float = 10, what: str = "condition") -> None:
+    """Poll ``predicate`` until true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.005)
-    await asyncio.sleep(0.05)
+
+
+def _command_started(session) -> bool:
+    """The session's worker thread has picked the command up and is running it."""
+    worker = session._worker  # noqa: SLF001 - when the worker starts is only visible inside
+    return session.busy and worker is not None and worker.control.running
+
+
+async def _interrupt_after_start(session, code: str, ready=None) -> tuple:
+    task = asyncio.create_task(session.run(code))
+    await _until(lambda: _command_started(session) and (ready is None or ready()), what="the command to start")
+    await asyncio.sleep(0.05)  # let it get into its loop/wait; an earlier interrupt must work too
     started = time.perf_counter()
     assert session.interrupt()
     outcome = await task
@@ -285,11 +298,11 @@ async def test_interrupt_stops_command_and_session_stays_usable(engine, code):
 async def test_interrupt_cancels_the_awaited_task_on_the_app_loop(engine):
     s, cap = open_session(engine)
     await s.run("import asyncio\nstate = []\n"
-                "async def job():\n    try:\n        await asyncio.sleep(3600)\n"
+                "async def job():\n    state.append('started')\n    try:\n        await asyncio.sleep(3600)\n"
                 "    except asyncio.CancelledError:\n        state.append('cancelled')\n        raise\n")
-    outcome, _ = await _interrupt_after_start(s, "await job()")
+    outcome, _ = await _interrupt_after_start(s, "await job()", ready=lambda: "started" in s.namespace["state"])
     assert outcome.status == "interrupted"
-    assert s.namespace["state"] == ["cancelled"]
+    assert s.namespace["state"] == ["started", "cancelled"]
 
 
 async def test_timeout(engine):
@@ -298,6 +311,26 @@ async def test_timeout(engine):
     assert outcome.status == "timeout" and outcome.exit_code == 1
     assert "timed out" in cap.stderr
     assert (await s.run("1")).value_repr == "1"
+
+
+async def test_interrupt_of_a_command_waiting_for_an_engine_slot_stops_it_before_it_runs():
+    engine = Engine(NamespaceRegistry(), max_running=1)
+    try:
+        holder, _ = open_session(engine, "ann")
+        waiter, cap = open_session(engine, "bob")
+        holding = asyncio.create_task(holder.run("while True: pass"))
+        await _until(lambda: _command_started(holder), what="ann's command to take the only slot")
+        waiting = asyncio.create_task(waiter.run("ran = True"))
+        await _until(lambda: waiter.busy, what="bob's command to queue for a slot")
+        assert waiter.interrupt()  # Ctrl-C while queued: not lost
+        assert holder.interrupt()
+        assert (await holding).status == "interrupted"
+        outcome = await waiting
+        assert outcome.status == "interrupted" and "KeyboardInterrupt" in cap.stderr
+        assert "ran" not in waiter.namespace
+        assert (await waiter.run("40 + 2")).value_repr == "42"
+    finally:
+        await engine.aclose()
 
 
 async def test_interrupt_when_idle_is_a_no_op(engine):
@@ -366,9 +399,7 @@ async def test_app_ticker_keeps_ticking_during_cpu_bound_command(engine, busy):
 async def test_closing_session_interrupts_running_command(engine):
     s, cap = open_session(engine)
     run = asyncio.create_task(s.run("while True: pass"))
-    while not s.busy:
-        await asyncio.sleep(0.005)
-    await asyncio.sleep(0.05)
+    await _until(lambda: _command_started(s), what="the command to start")
     await s.close()
     outcome = await asyncio.wait_for(run, 5)
     assert outcome.status == "interrupted"
@@ -436,34 +467,40 @@ async def test_help_never_uses_the_apps_terminal_pager(engine, monkeypatch):
 async def test_exit_raised_inside_awaited_coroutine_ends_only_the_session(engine, exc, status):
     """asyncio re-raises SystemExit/KeyboardInterrupt out of the loop: the bridge must not."""
     ticker = Ticker(0.005)
-    s, cap = open_session(engine)
-    await s.run(f"async def leave():\n    raise {exc}\n")
-    outcome = await s.run("await leave()")
-    assert outcome.status == status
-    before = ticker.ticks
-    await asyncio.sleep(0.1)
-    assert ticker.ticks > before and not ticker.task.done()  # the app's loop is alive and well
-    ticker.task.cancel()
+    try:
+        s, cap = open_session(engine)
+        await s.run(f"async def leave():\n    raise {exc}\n")
+        outcome = await s.run("await leave()")
+        assert outcome.status == status
+        before = ticker.ticks
+        await _until(lambda: ticker.ticks > before or ticker.task.done(), what="the app's ticker to tick")
+        assert ticker.ticks > before and not ticker.task.done()  # the app's loop is alive and well
+    finally:
+        ticker.task.cancel()
 
 
 # -- interrupts of code blocked in C ----------------------------------------------------------
 async def test_interrupt_of_command_blocked_in_c_frees_the_session(engine):
     s, cap = open_session(engine)
     await s.run("import threading; gate = threading.Event()")
-    outcome, elapsed = await _interrupt_after_start(s, "gate.wait()")
-    assert outcome.status == "interrupted" and elapsed < 5
-    assert "blocked in C code" in cap.stderr
-    assert (await s.run("6 * 7")).value_repr == "42"  # a fresh worker thread
-    s.namespace["gate"].set()  # let the abandoned thread finish
+    try:
+        outcome, elapsed = await _interrupt_after_start(s, "gate.wait()")
+        assert outcome.status == "interrupted" and elapsed < 5
+        assert "blocked in C code" in cap.stderr
+        assert (await s.run("6 * 7")).value_repr == "42"  # a fresh worker thread
+    finally:
+        s.namespace["gate"].set()  # let the abandoned thread finish
 
 
 async def test_timeout_of_command_blocked_in_c(engine):
     s, cap = open_session(engine)
     await s.run("import threading; gate = threading.Event()")
-    outcome = await s.run("gate.wait()", timeout=0.2)
-    assert outcome.status == "timeout" and "timed out" in cap.stderr
-    assert (await s.run("6 * 7")).value_repr == "42"
-    s.namespace["gate"].set()
+    try:
+        outcome = await s.run("gate.wait()", timeout=0.2)
+        assert outcome.status == "timeout" and "timed out" in cap.stderr
+        assert (await s.run("6 * 7")).value_repr == "42"
+    finally:
+        s.namespace["gate"].set()
 
 
 # -- the scheduler ---------------------------------------------------------------------------
@@ -483,9 +520,9 @@ async def test_scheduler_rotates_cpu_bound_sessions_so_all_progress(fair_engine)
     sessions = [fair_engine.open_session(f"u{i}", SessionIO(_drop, _drop)) for i in range(3)]
     runs = [asyncio.create_task(s.run("n = 0\nwhile True:\n    n += 1\n")) for s in sessions]
     deadline = time.monotonic() + 10  # wait-until: a loaded machine slows every hand-off
-    await asyncio.sleep(0.5)
-    while time.monotonic() < deadline and not all(s.namespace.get("n", 0) > 0 for s in sessions):
-        await asyncio.sleep(0.1)
+    while time.monotonic() < deadline and not (all(s.namespace.get("n", 0) > 0 for s in sessions)
+                                               and fair_engine.scheduler.stats().rotations >= 3):
+        await asyncio.sleep(0.05)
     progress = [s.namespace.get("n", 0) for s in sessions]
     stats = fair_engine.scheduler.stats()
     for s in sessions:
@@ -510,10 +547,11 @@ async def test_blocking_waits_lend_the_slot(fair_engine):
     """A sleeping or awaiting command does not hold up the others (no eviction needed)."""
     sleeper = fair_engine.open_session("sleeper", SessionIO(_drop, _drop))
     for code in ("import time; time.sleep(1.5)", "import asyncio; await asyncio.sleep(1.5)"):
-        task = asyncio.create_task(sleeper.run(code))
-        while not sleeper.busy:
-            await asyncio.sleep(0.005)
-        await asyncio.sleep(0.1)
+        sleeper.namespace.pop("waiting", None)
+        task = asyncio.create_task(sleeper.run(f"waiting = True\n{code}"))
+        # In its sleep: the command started and has handed its slot back.
+        await _until(lambda: sleeper.namespace.get("waiting") and fair_engine.scheduler.stats().running == 0,
+                     what="the sleeper to lend its slot")
         other = fair_engine.open_session("other", SessionIO(_drop, _drop))
         before = fair_engine.scheduler.stats().evictions
         started = time.perf_counter()
@@ -526,10 +564,8 @@ async def test_blocking_waits_lend_the_slot(fair_engine):
 async def test_command_blocked_in_c_is_evicted_so_others_run(fair_engine):
     blocked = fair_engine.open_session("blocked", SessionIO(_drop, _drop))
     await blocked.run("import threading; gate = threading.Event()")
-    task = asyncio.create_task(blocked.run("gate.wait(3)"))
-    while not blocked.busy:
-        await asyncio.sleep(0.005)
-    await asyncio.sleep(0.05)
+    task = asyncio.create_task(blocked.run("waiting = True\ngate.wait(3)"))
+    await _until(lambda: blocked.namespace.get("waiting"), what="the command to start")
     other = fair_engine.open_session("other", SessionIO(_drop, _drop))
     started = time.perf_counter()
     assert (await other.run("2 + 2")).value_repr == "4"
@@ -541,14 +577,16 @@ async def test_command_blocked_in_c_is_evicted_so_others_run(fair_engine):
 
 async def test_switch_interval_lowered_only_while_commands_run(fair_engine):
     original = sys.getswitchinterval()
-    s = fair_engine.open_session("u", SessionIO(_drop, _drop))
-    during = await s.run("import sys; sys.getswitchinterval()")
-    assert float(during.value_repr) == pytest.approx(fair_engine.scheduler.switch_interval)
-    assert sys.getswitchinterval() == pytest.approx(original)
-    # A value the app sets while a command runs is the app's: left alone afterwards.
-    await s.run("sys.setswitchinterval(0.002)")
-    assert sys.getswitchinterval() == pytest.approx(0.002)
-    sys.setswitchinterval(original)
+    try:
+        s = fair_engine.open_session("u", SessionIO(_drop, _drop))
+        during = await s.run("import sys; sys.getswitchinterval()")
+        assert float(during.value_repr) == pytest.approx(fair_engine.scheduler.switch_interval)
+        assert sys.getswitchinterval() == pytest.approx(original)
+        # A value the app sets while a command runs is the app's: left alone afterwards.
+        await s.run("sys.setswitchinterval(0.002)")
+        assert sys.getswitchinterval() == pytest.approx(0.002)
+    finally:
+        sys.setswitchinterval(original)
 
 
 def test_checkpoints_keep_semantics_and_resolve_outside_the_namespace():

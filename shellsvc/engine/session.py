@@ -129,8 +129,6 @@ class ExecSession:
         self.exit_code: int | None = None
         self.started_at = time.time()
         self.current_source: str | None = None
-        #: Commands submitted so far: tells a late Ctrl-C for one command from the next.
-        self.commands_submitted = 0
         self._worker: _Worker | None = None
         self._job: _Job | None = None
         self._lock = asyncio.Lock()
@@ -140,27 +138,29 @@ class ExecSession:
         """Run one complete cell; returns when it finished, was interrupted or timed out."""
         if self.closed:
             raise SessionClosedError(f"session {self.label} has ended; open a new one")
-        async with self._lock, self._slot():
-            streams.install()
-            install_sleep_hook()
-            install_checkpoint()
-            worker = self._worker
-            if worker is None or not worker.thread.is_alive():
-                worker = self._worker = _Worker(self)
+        async with self._lock:
+            # The job exists (and the session is busy) while it waits for an engine slot,
+            # so an interrupt then marks it cancelled and the worker stops it at once.
             future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
             self.current_source = source
-            self.commands_submitted += 1
             job = self._job = _Job(source, future)
-            worker.jobs.put(job)
             try:
-                try:
-                    return await asyncio.wait_for(asyncio.shield(future), timeout)
-                except TimeoutError:
-                    self._interrupt(worker, "timeout")
-                    return await future  # settled by the command or by the watchdog
-            except asyncio.CancelledError:
-                self._interrupt(worker, "cancelled")
-                raise
+                async with self._slot():
+                    streams.install()
+                    install_sleep_hook()
+                    install_checkpoint()
+                    worker = self._worker
+                    if worker is None or not worker.thread.is_alive():
+                        worker = self._worker = _Worker(self)
+                    worker.jobs.put(job)
+                    try:
+                        return await asyncio.wait_for(asyncio.shield(future), timeout)
+                    except TimeoutError:
+                        self._interrupt(worker, "timeout")
+                        return await future  # settled by the command or by the watchdog
+                    except asyncio.CancelledError:
+                        self._interrupt(worker, "cancelled")
+                        raise
             finally:
                 self.current_source = None
                 self._job = None
@@ -173,14 +173,13 @@ class ExecSession:
 
     def interrupt(self) -> bool:
         """Interrupt the running (or queued) command; thread-safe. False when idle."""
-        worker = self._worker
-        return self._interrupt(worker, "interrupt") if worker is not None else False
+        return self._interrupt(self._worker, "interrupt")
 
-    def _interrupt(self, worker: _Worker, reason: str) -> bool:
+    def _interrupt(self, worker: _Worker | None, reason: str) -> bool:
         job = self._job
         if job is not None and job.cancelled is None:
             job.cancelled = reason  # in case the worker has not picked it up yet
-        if worker.control.interrupt(reason):
+        if worker is not None and worker.control.interrupt(reason):
             self.engine.loop.call_soon_threadsafe(self._resend, worker, 1)
             if job is not None and not job.watched:
                 job.watched = True

@@ -30,8 +30,7 @@ async def run_audited(ctx: SessionContext, session: ExecSession, source: str, *,
                       timeout: float | None = None) -> Outcome:
     """Audit ``source``, run it, audit the outcome. The first record is written before it runs."""
     command_id = next(_command_ids)
-    text = source if len(source) <= AUDIT_TEXT_LIMIT else source[:AUDIT_TEXT_LIMIT]
-    ctx.audit.write("command", id=command_id, user=ctx.user, session=ctx.label, text=text,
+    ctx.audit.write("command", id=command_id, user=ctx.user, session=ctx.label, text=source[:AUDIT_TEXT_LIMIT],
                     truncated=len(source) > AUDIT_TEXT_LIMIT)
     outcome: Outcome | None = None
     try:
@@ -63,31 +62,8 @@ class AuditedSession:
 
 def open_exec_session(ctx: SessionContext, io: SessionIO) -> ExecSession:
     session = ctx.engine.open_session(ctx.user, io, label=ctx.label)
-    ctx.on_interrupt = lambda: request_interrupt(session)
+    ctx.on_interrupt = session.interrupt  # also stops a command still queued for a slot
     return session
-
-
-def request_interrupt(session: ExecSession) -> bool:
-    """Interrupt the running command; called on the loop (Ctrl-C, a signal request).
-
-    A Ctrl-C that arrives while a command is queued but not yet started (waiting for a
-    free engine slot, or just submitted) would be lost - the engine only interrupts
-    running code - so it is retried until the command starts or is gone.
-    """
-    if session.interrupt():
-        return True
-    if not session.busy:
-        return False
-    loop = asyncio.get_running_loop()
-    command = session.commands_submitted  # never let this Ctrl-C reach a later command
-
-    def retry() -> None:
-        if session.commands_submitted != command or session.interrupt() or not session.busy:
-            return
-        loop.call_later(0.02, retry)
-
-    loop.call_later(0.02, retry)
-    return True
 
 
 def _drop(text: str) -> None:
@@ -117,7 +93,7 @@ class ExecSessionPool:
             expiry.cancel()
             if not session.closed:
                 session.io.redirect(io.write_out, io.write_err, io.readline)
-                ctx.on_interrupt = lambda: request_interrupt(session)
+                ctx.on_interrupt = session.interrupt  # also stops a command still queued for a slot
                 return session
         return open_exec_session(ctx, io)
 

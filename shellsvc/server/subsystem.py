@@ -32,7 +32,9 @@ import asyncssh
 
 from shellsvc import __version__
 from shellsvc.engine import ExecSession, SessionIO
+from shellsvc.engine.streams import install as install_streams
 from shellsvc.engine.streams import use_io
+from shellsvc.patching import PatchConflict, PatchError, PatchNotFound, current_user
 from shellsvc.protocol import (
     ADMIN_REQUESTS,
     OPERATOR_REQUESTS,
@@ -49,7 +51,8 @@ from shellsvc.protocol import (
 
 from .channelio import may_overshoot, unsent_bytes, wait_from_thread
 from .context import SessionContext
-from .execution import open_exec_session, request_interrupt, run_audited
+from .execution import open_exec_session, run_audited
+from .upload import PatchFileError, apply_patch_file, patch_directory
 
 if TYPE_CHECKING:
     from shellsvc.console import Console
@@ -205,20 +208,9 @@ class FrameWriter:
             self._size = 0
             self._scheduled = False
             self._cond.notify_all()
-        if not pending:
-            return ""
-        frames: list[str] = []
-        run_key: tuple[int | None, str] | None = None
-        run: list[str] = []
-        for rid, stream, text in pending:
-            if (rid, stream) != run_key:
-                if run_key is not None:
-                    frames.append(encode({"type": "output", "id": run_key[0], "stream": run_key[1], "data": "".join(run)}))
-                run_key, run = (rid, stream), []
-            run.append(text)
-        assert run_key is not None
-        frames.append(encode({"type": "output", "id": run_key[0], "stream": run_key[1], "data": "".join(run)}))
-        return "".join(frames)
+        return "".join(
+            encode({"type": "output", "id": rid, "stream": stream, "data": "".join(item[2] for item in run)})
+            for (rid, stream), run in itertools.groupby(pending, key=lambda item: (item[0], item[1])))
 
     def send(self, message: dict[str, Any]) -> None:
         """Send one frame after the output buffered so far (loop thread), in one write."""
@@ -427,10 +419,12 @@ class SubsystemSession:
     def _do_interrupt(self, message: dict[str, Any]) -> dict[str, Any]:
         target = message.get("target")
         if target is None:
-            commands = [rid for rid, task in self._tasks.items() if task.get_name().endswith(("-eval", "-command"))]
-            target = self._running_eval if self._running_eval is not None else next(iter(commands), None)
+            target = self._running_eval
+        if target is None:  # no eval is running: the oldest eval or command still waiting or running
+            target = next((rid for rid, task in self._tasks.items()
+                           if task.get_name().endswith(("-eval", "-command"))), None)
         if target is not None and target == self._running_eval and self._exec is not None:
-            request_interrupt(self._exec)
+            self._exec.interrupt()
             return {"interrupted": target}
         task = self._tasks.get(target) if target is not None else None
         if task is None or target is None:
@@ -576,15 +570,11 @@ class SubsystemSession:
         return manager
 
     async def _do_patches(self, message: dict[str, Any]) -> dict[str, Any]:
-        from .upload import patch_directory
-
         manager = self._manager()
         return {"patches": [_record(r, manager) for r in manager.patches()],
                 "files": patch_directory(self.service).files()}
 
     async def _do_apply_patch(self, message: dict[str, Any]) -> dict[str, Any]:
-        from .upload import PatchFileError, apply_patch_file, patch_directory
-
         manager = self._manager()
         request_id, name = message["id"], message["name"]
         try:
@@ -597,8 +587,6 @@ class SubsystemSession:
         return {"applied": [r.id for r in records], "patches": [_record(r, manager) for r in records]}
 
     async def _do_rollback_patch(self, message: dict[str, Any]) -> dict[str, Any]:
-        from shellsvc.patching import PatchConflict, PatchNotFound
-
         manager = self._manager()
         ids = message["ids"]
         if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
@@ -619,14 +607,11 @@ class SubsystemSession:
 
         Patch files are the admin's code: they never run on the loop thread.
         """
-        from shellsvc.engine import streams
-        from shellsvc.patching import PatchError, current_user
-
         io = SessionIO(write_out=lambda text: self.writer.output("stdout", text, request_id),
                        write_err=lambda text: self.writer.output("stderr", text, request_id))
         context = contextvars.copy_context()
         context.run(current_user.set, self.ctx.user)
-        streams.install()
+        install_streams()
 
         def call() -> Any:
             with use_io(io):
@@ -634,9 +619,9 @@ class SubsystemSession:
 
         try:
             return await self.loop.run_in_executor(None, context.run, call)
+        except (PatchNotFound, PatchConflict):
+            raise  # the caller maps these to not_found / conflict
         except PatchError as exc:
-            if type(exc).__name__ in ("PatchNotFound", "PatchConflict"):
-                raise
             raise RequestError("failed", str(exc)) from None
 
 
