@@ -21,7 +21,8 @@ from clients import RemoteError, RemoteShell
 from shellsvc.patching import PatchManager
 from shellsvc.server.upload import PatchDirectory, PatchFileError, apply_patch_file
 
-from test_server_helpers import authorized_keys, config, connect, events, make_key, public_line, running, wait_until
+from test_server_helpers import (authorized_keys, communicate, config, connect, events, make_key, public_line, running,
+                                 wait_until)
 
 needs_openssh = pytest.mark.skipif(not (shutil.which("scp") and shutil.which("sftp")), reason="OpenSSH clients missing")
 
@@ -66,7 +67,7 @@ async def openssh(service: object, tool: str, key: Path, *args: str, stdin: str 
     process = await asyncio.create_subprocess_exec(
         tool, *options, *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT)
-    out, _ = await asyncio.wait_for(process.communicate(stdin.encode() if stdin else None), 60)
+    out, _ = await communicate(process, stdin.encode() if stdin else None, 60)
     return process.returncode or 0, out.decode(errors="replace")
 
 
@@ -199,17 +200,24 @@ def test_apply_patch_file_applies_all_or_nothing(tmp_path: Path, app_module: obj
         apply_patch_file(manager, directory.file("unhealthy.py"))
     assert app_module.discount.__code__ is original  # type: ignore[attr-defined]
 
+    # an async health check is awaited like one given to patch(): its False result counts
+    (directory.path / "unhealthy_async.py").write_text(
+        FIX.replace("MODULE", name) + f"import {name}\nasync def health_check():\n    return {name}.price(100) == 95\n")
+    with pytest.raises(PatchFileError, match="health_check\\(\\) returned False; rolled back #4"):
+        apply_patch_file(manager, directory.file("unhealthy_async.py"))
+    assert app_module.discount.__code__ is original  # type: ignore[attr-defined]
+
     for body, message in (("PATCHES = {\n", "line 1"), ("x = 1\n", "define PATCHES"), ("PATCHES = {}\n", "empty"),
                           ("raise RuntimeError('boom')\n", "RuntimeError: boom")):
         (directory.path / "bad.py").write_text(body)
         with pytest.raises(PatchFileError, match=message):
             apply_patch_file(manager, directory.file("bad.py"))
-    assert [r.status for r in manager.patches()] == ["rolled back"] * 3
+    assert [r.status for r in manager.patches()] == ["rolled back"] * 4
 
     for bad_name in ("../good.py", "sub/good.py", ".good.py", "", "a" * 200):
         with pytest.raises(PatchFileError, match="not a patch file name"):
             directory.file(bad_name)
-    with pytest.raises(PatchFileError, match="no patch file 'nope.py'.*uploaded: bad.py, good.py, half.py"):
+    with pytest.raises(PatchFileError, match="no patch file 'nope.py'.*uploaded: bad.py, good.py, half.py, unhealthy.py, unhealthy_async.py"):
         directory.file("nope.py")
 
 

@@ -96,18 +96,24 @@ def _exclusive(plan: Plan, what: str) -> Iterator[None]:
                 _busy.pop(key, None)
 
 
-def _run_health_check(check: HealthCheck) -> None:
-    """Raise if the check raises or returns a false value; await it if it is async."""
+def health_check_result(check: HealthCheck) -> Any:
+    """Call ``check`` and return its result, awaited if it is async (in a loop of its own:
+    the caller is a worker thread; on the event loop's thread an async check is refused)."""
     result = check()
     if inspect.isawaitable(result):
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            result = asyncio.run(_await(result))
-        else:
-            if hasattr(result, "close"):
-                result.close()
-            raise PatchError("an async health check cannot run on the event loop thread; call patch() from a worker thread")
+            return asyncio.run(_await(result))
+        if hasattr(result, "close"):
+            result.close()
+        raise PatchError("an async health check cannot run on the event loop thread; call patch() from a worker thread")
+    return result
+
+
+def run_health_check(check: HealthCheck) -> None:
+    """Raise if the check raises or returns a false value; await it if it is async."""
+    result = health_check_result(check)
     if result is False or (result is not True and result is not None and not result):
         raise PatchError(f"health check returned {result!r}")
 
@@ -224,7 +230,7 @@ class PatchManager:
             plan.apply()
             if health_check is not None:
                 try:
-                    _run_health_check(health_check)
+                    run_health_check(health_check)
                 except Exception as exc:  # reported below, once the target is free again
                     plan.revert()
                     failure = exc

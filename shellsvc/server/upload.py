@@ -36,6 +36,7 @@ from asyncssh.sftp import MIN_SFTP_VERSION
 from asyncssh.stream import SSHServerStreamSession
 
 from shellsvc.patching import PatchError, PatchManager, PatchRecord
+from shellsvc.patching.manager import health_check_result
 from shellsvc.protocol import valid_patch_name
 
 from .audit import AuditLog
@@ -149,7 +150,8 @@ def apply_patch_file(manager: PatchManager, path: Path, *, user: str | None = No
     except Exception as exc:
         raise PatchFileError(f"{name}: running the file raised {type(exc).__name__}: {exc}; nothing was applied") from exc
     entries = _entries(module, name)
-    note = f"{name}: {(module.__doc__ or '').strip().splitlines()[0]}" if module.__doc__ else name
+    summary = (module.__doc__ or "").strip().splitlines()  # empty for a blank docstring
+    note = f"{name}: {summary[0]}" if summary else name
     applied: list[PatchRecord] = []
     try:
         for target, replacement in entries:
@@ -160,7 +162,7 @@ def apply_patch_file(manager: PatchManager, path: Path, *, user: str | None = No
         check: Callable[[], Any] | None = getattr(module, "health_check", None)
         if check is not None:
             try:
-                result = check()
+                result = health_check_result(check)  # awaited if async, as for patch(health_check=)
             except Exception as exc:
                 raise PatchFileError(f"{name}: health_check() raised {type(exc).__name__}: {exc}") from exc
             if not result and result is not None:
