@@ -83,8 +83,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def missing_files(args: argparse.Namespace) -> list[str]:
+    """Local files the command line names that are not there: said before connecting."""
+    missing = [f"-i {key}: no such private key file" for key in args.identity if not key.is_file()]
+    if args.file not in (None, "-") and not Path(args.file).is_file():
+        missing.append(f"-f {args.file}: no such file")
+    if args.upload is not None and not args.upload.is_file():
+        missing.append(f"--upload {args.upload}: no such file")
+    return missing
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if problems := missing_files(args):
+        for problem in problems:
+            print(f"shellsvc-client: {problem}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.WARNING, format="shellsvc-client: %(message)s")
     try:
         return asyncio.run(_main(args))

@@ -97,7 +97,13 @@ async def open_connection(target: Target, options: ConnectOptions) -> asyncssh.S
         except asyncssh.DisconnectError as exc:
             raise ConnectError(f"{target}: the server closed the connection: {exc.reason}") from None
         except (OSError, TimeoutError) as exc:
-            reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+            if isinstance(exc, ConnectionRefusedError):
+                reason = ("connection refused: is shellsvc running and listening there? "
+                          "(set the port with -p PORT or host:PORT)")
+            elif isinstance(exc, TimeoutError):
+                reason = "timed out"
+            else:
+                reason = exc.strerror or str(exc)
             raise ConnectError(f"cannot connect to {target.host} port {target.port}: {reason}") from None
     raise AssertionError("unreachable")
 

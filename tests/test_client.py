@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -23,7 +24,8 @@ import pytest
 from shellsvc.runtime import Runtime
 from shellsvc.server import Service
 
-from test_server_helpers import authorized_keys, config, events, make_key, public_line, running, wait_until
+from test_server_helpers import (authorized_keys, communicate, config, events, make_key, public_line, running,
+                                 wait_until)
 from test_upload import app_module  # noqa: F401 - a fixture: a module of the "application" to patch
 
 _CLIENT = Path(sys.executable).with_name("shellsvc-client")
@@ -62,7 +64,7 @@ class Setup:
         process = await asyncio.create_subprocess_exec(
             *CLIENT, *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env=self.env)
-        out, err = await asyncio.wait_for(process.communicate(stdin.encode()), 60)
+        out, err = await communicate(process, stdin.encode(), 60)
         return process.returncode or 0, out.decode(), err.decode()
 
     async def terminal(self, *args: str) -> Terminal:
@@ -117,8 +119,7 @@ class Terminal:
         return self.child.exitstatus if self.child.exitstatus is not None else -(self.child.signalstatus or 0)
 
     def close(self) -> None:
-        if self.child.isalive():
-            self.child.terminate(force=True)
+        self.child.close(force=True)  # ends the client and frees its pty
 
 
 def user_table(tmp_path: Path) -> tuple[dict[str, Any], dict[str, Path]]:
@@ -363,3 +364,20 @@ async def test_interactive_client_reports_a_server_that_goes_away(setup: Setup, 
     await setup.service.stop()  # the app shuts down while the user is at the prompt
     await term.expect("connection to 127.0.0.1")
     assert await term.exit_status() == 255
+
+
+async def test_mistakes_on_the_command_line_say_what_to_fix(setup: Setup, tmp_path: Path) -> None:
+    for args, message in (
+        (["-f", str(tmp_path / "missing.py"), "alice@127.0.0.1"], "-f {}: no such file".format(tmp_path / "missing.py")),
+        (["-i", str(tmp_path / "nokey"), "-c", "1", "alice@127.0.0.1"],
+         "-i {}: no such private key file".format(tmp_path / "nokey")),
+    ):
+        status, out, err = await setup.run(*args)
+        assert status == 2 and message in err and "Traceback" not in err
+    # nothing listening on the port: say so, and how to pick the right one
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free_port = probe.getsockname()[1]
+    status, out, err = await setup.run("--batch", "-p", str(free_port), "-c", "1", "alice@127.0.0.1")
+    assert status == 255
+    assert f"cannot connect to 127.0.0.1 port {free_port}: connection refused" in err and "-p PORT" in err

@@ -37,9 +37,12 @@ def spawn_cli(*args: str) -> pexpect.spawn:
 
 
 def stop(child: pexpect.spawn) -> int:
-    child.kill(signal.SIGINT)
-    child.expect(pexpect.EOF, timeout=30)
-    child.close()
+    try:
+        child.kill(signal.SIGINT)
+        child.expect(pexpect.EOF, timeout=30)
+        child.close()
+    finally:
+        child.close(force=True)  # a no-op once closed; kills a server that did not stop
     return child.exitstatus
 
 
@@ -132,8 +135,11 @@ def test_serve_reports_config_errors_with_file_and_key(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text('[users.alice]\nrole = "superuser"\npassword_hash = "x"\n')
     child = spawn_cli("serve", "--config", str(config))
-    child.expect(pexpect.EOF)
-    child.close()
+    try:
+        child.expect(pexpect.EOF)
+        child.close()
+    finally:
+        child.close(force=True)
     assert child.exitstatus == 2
     assert f"{config}: users.alice.role: must be one of admin, operator" in child.before
 
@@ -147,8 +153,11 @@ def test_serve_refuses_an_audit_log_others_can_read_with_a_clear_message(tmp_pat
     (state / "audit.log").write_text("")
     (state / "audit.log").chmod(0o644)
     child = spawn_cli("serve", "--config", str(config))
-    child.expect(pexpect.EOF)
-    child.close()
+    try:
+        child.expect(pexpect.EOF)
+        child.close()
+    finally:
+        child.close(force=True)
     assert child.exitstatus == 2
     assert "audit.log" in child.before and "chmod 600" in child.before
     assert "Traceback" not in child.before
@@ -160,15 +169,20 @@ SSH_OPTIONS = " -F /dev/null -o PubkeyAuthentication=no -o IdentityAgent=none"
 def login(command: str, password: str, prompt: str) -> pexpect.spawn:
     """Run a printed ssh line in a pty, as a person pasting it would, and log in."""
     ssh = pexpect.spawn(command + SSH_OPTIONS, encoding="utf-8", timeout=30, dimensions=(40, 160))
-    ssh.expect("password:")
-    ssh.sendline(password)
-    ssh.expect(prompt)
+    try:
+        ssh.expect("password:")
+        ssh.sendline(password)
+        ssh.expect(prompt)
+    except BaseException:
+        ssh.close(force=True)
+        raise
     return ssh
 
 
 @pytest.mark.skipif(shutil.which("ssh") is None, reason="needs the OpenSSH client")
 def test_demo_prints_working_ssh_commands_for_python_and_the_console(tmp_path: Path) -> None:
     demo = spawn_cli("demo", "--port", "0", "--state-dir", str(tmp_path / "state"))
+    clients: list[pexpect.spawn] = []
     try:
         demo.expect(r"password  (\S+)")
         password = demo.match.group(1)
@@ -181,6 +195,7 @@ def test_demo_prints_working_ssh_commands_for_python_and_the_console(tmp_path: P
         demo.expect("Ctrl-C here stops")
 
         ssh = login(admin_line, password, ">>> ")
+        clients.append(ssh)
         ssh.sendline("counter.increment(41) + 1")
         ssh.expect("42")
         ssh.expect(">>> ")
@@ -200,6 +215,7 @@ def test_demo_prints_working_ssh_commands_for_python_and_the_console(tmp_path: P
         assert ssh.exitstatus == 0
 
         console = login(operator_line, operator_password, "operator> ")
+        clients.append(console)
         console.sendline("patches list")
         console.expect(r"#1 active .* by admin")
         console.sendline("patches rollback 1")
@@ -212,6 +228,8 @@ def test_demo_prints_working_ssh_commands_for_python_and_the_console(tmp_path: P
         console.expect(pexpect.EOF)
         console.close()
     finally:
+        for client in clients:
+            client.close(force=True)
         status = stop(demo)
     assert status == 0
     log = tmp_path / "state" / "audit.log"
@@ -220,3 +238,21 @@ def test_demo_prints_working_ssh_commands_for_python_and_the_console(tmp_path: P
     assert password not in log.read_text() and operator_password not in log.read_text()
     journal = [json.loads(line) for line in (tmp_path / "state" / "patches.jsonl").read_text().splitlines()]
     assert [(e["op"], e["user"]) for e in journal] == [("apply", "admin"), ("rollback", "operator")]
+
+
+def test_serve_names_a_missing_plugin_directory_and_a_bad_log_level(tmp_path: Path) -> None:
+    config = tmp_path / "shellsvc.toml"
+    config.write_text(f'[server]\nport = 0\nstate_dir = "state"\nplugins = ["no_such_dir"]\n'
+                      f'[users.alice]\nrole = "admin"\npassword_hash = "{FAST_HASH}"\n')
+    for args, message in (
+        ((), f"shellsvc serve: {config}: server.plugins: {tmp_path / 'no_such_dir'}: no such file or directory"),
+        (("--log-level", "verbose"), "argument --log-level: invalid choice: 'VERBOSE'"),
+    ):
+        child = spawn_cli("serve", "--config", str(config), *args)
+        try:
+            child.expect(pexpect.EOF)
+            child.close()
+        finally:
+            child.close(force=True)
+        assert child.exitstatus == 2
+        assert message in child.before and "Traceback" not in child.before

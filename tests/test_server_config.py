@@ -22,6 +22,16 @@ def write_config(tmp_path: Path, text: str) -> Path:
     return path
 
 
+def test_a_private_key_given_as_authorized_keys_is_refused_with_the_fix(tmp_path: Path) -> None:
+    private, _ = make_key(tmp_path, "alice_key")
+    path = write_config(tmp_path, "[users.alice]\nrole = 'admin'\nauthorized_keys = 'alice_key'\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert f"{private}, line 1: this is a private key; name the public key instead" in message
+    assert ".pub" in message and "BEGIN" not in message
+
+
 def test_full_config_loads_with_paths_relative_to_the_file(tmp_path: Path) -> None:
     (tmp_path / "keys").mkdir()
     _, key = make_key(tmp_path / "keys", "alice")
@@ -118,25 +128,31 @@ def test_passwd_on_a_terminal_does_not_echo_and_asks_twice() -> None:
     import pexpect
 
     child = pexpect.spawn(sys.executable, ["-m", "shellsvc", "passwd"], encoding="utf-8", timeout=60)
-    child.logfile_read = transcript = io.StringIO()
-    child.expect("Password: ")
-    child.sendline("typed secret")
-    child.expect("Again: ")
-    child.sendline("typed secret")
-    child.expect(r"(scrypt\$\S+)")
-    printed = child.match.group(1)
-    child.expect(pexpect.EOF)
-    child.close()
+    try:
+        child.logfile_read = transcript = io.StringIO()
+        child.expect("Password: ")
+        child.sendline("typed secret")
+        child.expect("Again: ")
+        child.sendline("typed secret")
+        child.expect(r"(scrypt\$\S+)")
+        printed = child.match.group(1)
+        child.expect(pexpect.EOF)
+        child.close()
+    finally:
+        child.close(force=True)
     assert child.exitstatus == 0 and verify_password("typed secret", printed)
     assert "typed" not in transcript.getvalue()  # never echoed
     mismatch = pexpect.spawn(sys.executable, ["-m", "shellsvc", "passwd"], encoding="utf-8", timeout=60)
-    mismatch.expect("Password: ")
-    mismatch.sendline("one")
-    mismatch.expect("Again: ")
-    mismatch.sendline("two")
-    mismatch.expect("the passwords differ; nothing printed")
-    mismatch.expect(pexpect.EOF)
-    mismatch.close()
+    try:
+        mismatch.expect("Password: ")
+        mismatch.sendline("one")
+        mismatch.expect("Again: ")
+        mismatch.sendline("two")
+        mismatch.expect("the passwords differ; nothing printed")
+        mismatch.expect(pexpect.EOF)
+        mismatch.close()
+    finally:
+        mismatch.close(force=True)
     assert mismatch.exitstatus == 1 and "scrypt$" not in mismatch.before
 
 

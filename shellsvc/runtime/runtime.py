@@ -200,6 +200,8 @@ class Runtime:
         async with self._locked():
             if ref is not None:
                 return await self._load_source(ref, selector, start=start, strict=True)
+            if not target.exists():
+                raise PluginLoadError("no such file or directory; check the path", path=target, file=str(target))
             if not target.is_dir():
                 raise PluginLoadError(
                     "not a plugin source: expected a .py file, a package directory, an extension "

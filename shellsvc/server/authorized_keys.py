@@ -106,6 +106,10 @@ class AuthorizedKeys:
             if not line or line.startswith("#"):
                 continue
             where = f"{source}, line {number}"
+            if line.startswith("-----BEGIN") and "PRIVATE KEY" in line:
+                raise AuthorizedKeysError(
+                    f"{where}: this is a private key; name the public key instead (usually the same "
+                    f"file name ending in .pub), and keep the private key off the server")
             try:
                 options = _split_options(line)
                 names = frozenset(_option_names(options)) if options else frozenset()

@@ -22,6 +22,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from shellsvc.runtime.errors import PluginError
+
 from .audit import AuditLogError
 from .config import ConfigError, ServiceConfig, ServerConfig, UserConfig, load_config
 from .hostkey import HostKeyError
@@ -32,6 +34,9 @@ __all__ = ["add_subcommands", "run_demo", "run_passwd", "run_serve"]
 
 log = logging.getLogger(__name__)
 
+#: What ``--log-level`` accepts (any case).
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 
 
@@ -39,14 +44,16 @@ def add_subcommands(subparsers: Any) -> None:
     """Add ``serve``, ``demo`` and ``passwd`` to an argparse subparsers object."""
     serve = subparsers.add_parser("serve", help="run the SSH service hosting the configured plugin directories")
     serve.add_argument("--config", "-c", required=True, type=Path, help="TOML config file")
-    serve.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    serve.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
+                       help="logging level (default INFO)")
     serve.set_defaults(func=run_serve)
 
     demo = subparsers.add_parser("demo", help="run the sample app with an SSH shell on 127.0.0.1")
     demo.add_argument("--port", type=int, default=8022, help="port (default 8022; 0 = any free port)")
     demo.add_argument("--state-dir", type=Path, default=None,
                       help="where the host key and audit log go (default: a new temporary directory)")
-    demo.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    demo.add_argument("--log-level", default="WARNING", type=str.upper, choices=LOG_LEVELS,
+                      help="logging level (default WARNING)")
     demo.set_defaults(func=run_demo)
 
     passwd = subparsers.add_parser("passwd", help="hash a password for [users.NAME] password_hash")
@@ -129,6 +136,9 @@ def run_serve(args: argparse.Namespace) -> int:
         asyncio.run(_serve(config))
     except (ConfigError, HostKeyError, AuditLogError, OSError) as exc:
         print(f"shellsvc serve: {exc}", file=sys.stderr)
+        return 2
+    except PluginError as exc:  # a plugin directory of server.plugins does not load
+        print(f"shellsvc serve: {config.source}: server.plugins: {exc}", file=sys.stderr)
         return 2
     return 0
 
