@@ -13,6 +13,8 @@ See docs/console.md. The pieces, one job each:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .admin import CommandCaller, CommandOutput
 from .builtins import builtin_registry
 from .console import CommandContext, CommandResult, Console, Invocation
@@ -25,7 +27,6 @@ from .errors import (
     UnknownCommand,
     UsageError,
 )
-from .prompt import ConsoleCompleter, run_console
 from .registry import Arg, Command, CommandRegistry, Param, command
 from .sessions import SessionBoard
 from .ssh import OperatorConsole
@@ -55,3 +56,21 @@ __all__ = [
     "command",
     "run_console",
 ]
+
+#: Names from :mod:`.prompt`, imported on first use: it loads prompt_toolkit, which an
+#: app embedding the service needs only once an operator opens a terminal session.
+_PROMPT_NAMES = frozenset({"ConsoleCompleter", "run_console"})
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PROMPT_NAMES:
+        raise AttributeError(f"module 'shellsvc.console' has no attribute {name!r}")
+    from . import prompt
+
+    value = getattr(prompt, name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from .prompt import ConsoleCompleter, run_console
