@@ -8,7 +8,8 @@ event loop: :class:`CommandCaller` hops over and waits.
 from __future__ import annotations
 
 import asyncio
-import threading
+
+from shellsvc.engine.bridge import on_loop_thread
 
 from .console import CommandResult, Console
 from .errors import CommandError
@@ -46,7 +47,7 @@ class CommandCaller:
         return CommandOutput(result)
 
     def __call__(self, line: str) -> CommandOutput:
-        if getattr(self.loop, "_thread_id", None) == threading.get_ident():
+        if on_loop_thread(self.loop):
             raise RuntimeError("cmd() from the event loop's own thread would deadlock; use `await cmd.run(line)`")
         return asyncio.run_coroutine_threadsafe(self.run(line), self.loop).result()
 

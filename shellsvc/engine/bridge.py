@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from .control import current_control, paused
 
-__all__ = ["LoopBridge"]
+__all__ = ["LoopBridge", "on_loop_thread"]
 
 T = TypeVar("T")
 
@@ -34,6 +34,12 @@ class _Escaped(Exception):
     def __init__(self, exc: BaseException) -> None:
         super().__init__(exc)
         self.exc = exc
+
+
+def on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether the caller runs on ``loop``'s own thread (while it runs): code there must not
+    block on the loop, and may touch loop-owned objects without ``call_soon_threadsafe``."""
+    return getattr(loop, "_thread_id", None) == threading.get_ident()
 
 
 async def _guarded(awaitable: Awaitable[T]) -> T:
@@ -54,7 +60,7 @@ class LoopBridge:
             raise TypeError(f"object {type(awaitable).__name__} can't be used in 'await' expression")
         if self.loop.is_closed():
             raise RuntimeError("the application's event loop is closed; nothing can be awaited")
-        if getattr(self.loop, "_thread_id", None) == threading.get_ident():
+        if on_loop_thread(self.loop):
             raise RuntimeError("await from the event loop's own thread would deadlock")
         future = asyncio.run_coroutine_threadsafe(_guarded(awaitable), self.loop)
         control = current_control()

@@ -19,6 +19,7 @@ from .messages import (
     RequestError,
     check_request,
     error_reply,
+    is_integer,
     valid_patch_name,
 )
 
@@ -38,5 +39,6 @@ __all__ = [
     "check_request",
     "encode",
     "error_reply",
+    "is_integer",
     "valid_patch_name",
 ]

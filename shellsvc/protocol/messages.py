@@ -25,6 +25,7 @@ __all__ = [
     "RequestError",
     "check_request",
     "error_reply",
+    "is_integer",
 ]
 
 _NUMBER = (int, float)
@@ -97,7 +98,7 @@ def check_request(message: dict[str, Any]) -> dict[str, Any]:
     if fields is None:
         shown = kind if len(kind) <= 64 else kind[:64] + "..."  # never echo a 16 MiB type back
         raise RequestError("unknown_request", f"unknown request type {shown!r}; known: {', '.join(sorted(REQUEST_FIELDS))}")
-    if kind not in _NO_ID and not _is_int(message.get("id")):
+    if kind not in _NO_ID and not is_integer(message.get("id")):
         raise RequestError("bad_request", f"{kind}: 'id' must be an integer")
     for name, (types, required) in fields.items():
         value = message.get(name)
@@ -118,5 +119,6 @@ def error_reply(request_id: Any, code: str, message: str) -> dict[str, Any]:
     return {"type": "reply", "id": request_id, "ok": False, "error": {"code": code, "message": message}}
 
 
-def _is_int(value: Any) -> bool:
+def is_integer(value: Any) -> bool:
+    """An int that is not a bool (JSON ``true`` must not pass as request id 1)."""
     return isinstance(value, int) and not isinstance(value, bool)

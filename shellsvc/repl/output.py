@@ -16,6 +16,8 @@ import threading
 from prompt_toolkit.application import run_in_terminal
 from prompt_toolkit.application.current import AppSession, get_app_session
 
+from shellsvc.engine.bridge import on_loop_thread
+
 __all__ = ["TerminalSink"]
 
 MAX_BUFFERED = 256 * 1024
@@ -45,7 +47,7 @@ class TerminalSink:
     def write(self, text: str) -> None:
         if not text or self.closed:
             return
-        on_loop = getattr(self.loop, "_thread_id", None) == threading.get_ident()
+        on_loop = on_loop_thread(self.loop)
         with self._lock:
             if not on_loop:
                 while self._size > MAX_BUFFERED and not self.closed:

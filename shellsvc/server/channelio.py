@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import asyncssh
 
+from shellsvc.engine.bridge import on_loop_thread
 from shellsvc.engine.control import current_control
 
 __all__ = ["ChannelInput", "ChannelOutput", "may_overshoot", "wait_from_thread"]
@@ -72,7 +73,7 @@ class ChannelOutput:
             return
         if self._terminal:
             text = text.replace("\r\n", "\n").replace("\n", "\r\n")
-        if _on_loop(self._loop):
+        if on_loop_thread(self._loop):
             self.flush()
             self._write_now(text)
             return
@@ -96,7 +97,7 @@ class ChannelOutput:
         For writers that reach the channel through the loop (the REPL's terminal output),
         so they are throttled like :meth:`write` is.
         """
-        if self.closed or _on_loop(self._loop):
+        if self.closed or on_loop_thread(self._loop):
             return
         with self._cond:
             self._wait_writable()
@@ -144,13 +145,6 @@ class ChannelOutput:
             self._buffer.clear()
             self._buffered = 0
             self._cond.notify_all()
-
-
-def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
 
 
 def wait_from_thread(future: concurrent.futures.Future[str]) -> str:

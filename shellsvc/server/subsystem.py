@@ -32,6 +32,7 @@ import asyncssh
 
 from shellsvc import __version__
 from shellsvc.engine import ExecSession, SessionIO
+from shellsvc.engine.bridge import on_loop_thread
 from shellsvc.engine.streams import install as install_streams
 from shellsvc.engine.streams import use_io
 from shellsvc.patching import PatchConflict, PatchError, PatchNotFound, current_user
@@ -47,6 +48,7 @@ from shellsvc.protocol import (
     check_request,
     encode,
     error_reply,
+    is_integer,
 )
 
 from .channelio import may_overshoot, unsent_bytes, wait_from_thread
@@ -168,7 +170,7 @@ class FrameWriter:
         """Queue ``text`` for ``stream`` ("stdout"/"stderr"); thread-safe."""
         if self.closed or not text:
             return
-        on_loop = getattr(self._loop, "_thread_id", None) == threading.get_ident()
+        on_loop = on_loop_thread(self._loop)
         with self._cond:
             if not on_loop:
                 # Short waits, so an interrupt (an async exception) can land in this thread.
@@ -321,7 +323,7 @@ class SubsystemSession:
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         raw_id = message.get("id")
-        request_id = raw_id if isinstance(raw_id, int) and not isinstance(raw_id, bool) else None
+        request_id = raw_id if is_integer(raw_id) else None
         kind = message["type"]
         try:
             check_request(message)
@@ -457,7 +459,7 @@ class SubsystemSession:
         if topic not in self._topics or self.writer.closed:
             return
         frame = {"type": "event", "topic": topic, "event": event}
-        if getattr(self.loop, "_thread_id", None) == threading.get_ident():
+        if on_loop_thread(self.loop):
             self.writer.send(frame)
         else:
             self.loop.call_soon_threadsafe(self.writer.send, frame)
@@ -589,7 +591,7 @@ class SubsystemSession:
     async def _do_rollback_patch(self, message: dict[str, Any]) -> dict[str, Any]:
         manager = self._manager()
         ids = message["ids"]
-        if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        if not all(is_integer(i) for i in ids):
             raise RequestError("bad_request", "rollback_patch: ids must be a list of integers")
         done: list[int] = []
         for patch_id in ids:  # in the order given: newest first when undoing a file
