@@ -180,8 +180,9 @@ def _is_docstring(stmt: ast.stmt) -> bool:
     return isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str)
 
 
-def _register_source(filename: str, source: str) -> None:
-    """Let tracebacks and ``inspect.getsource`` show the user's lines."""
+def cache_source(filename: str, source: str) -> None:
+    """Put ``source`` into :mod:`linecache` as ``filename``, so tracebacks and
+    ``inspect.getsource`` show the user's lines for code compiled from it."""
     lines = source.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
@@ -224,7 +225,7 @@ def _keep_failed_source(filename: str) -> None:
 def compile_cell(source: str, *, label: str = "shell", checkpoints: bool = True) -> CompiledCell:
     """Compile a complete cell; raises :class:`SyntaxError` pointing at the user's text."""
     filename = f"<{label}-{next(_cell_numbers)}>"
-    _register_source(filename, source)
+    cache_source(filename, source)
     try:
         cell = _compile_registered(source, filename, checkpoints)
     except BaseException:

@@ -24,6 +24,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from shellsvc.engine.compiler import cache_source
+
 from .errors import PatchCompileError, PatchRefused
 
 __all__ = [
@@ -153,10 +155,7 @@ def register_source(text: str, label: str) -> str:
     Tracebacks, ``inspect.getsource`` and the tracer then show patched code.
     """
     filename = f"<shellsvc-patch-{next(_patch_counter)} {label}>"
-    lines = text.splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):
-        lines[-1] += "\n"
-    linecache.cache[filename] = (len(text), None, lines, filename)
+    cache_source(filename, text)
     return filename
 
 
