@@ -85,6 +85,7 @@ class ExecSessionPool:
         self.per_user = per_user
         self.idle_seconds = idle_seconds
         self._idle: dict[str, list[tuple[ExecSession, asyncio.TimerHandle]]] = {}
+        self._expiring: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references
 
     def acquire(self, ctx: SessionContext, io: SessionIO) -> ExecSession:
         idle = self._idle.get(ctx.user, [])
@@ -104,8 +105,13 @@ class ExecSessionPool:
             return
         session.io.redirect(_drop, _drop)
         loop = asyncio.get_running_loop()
-        expiry = loop.call_later(self.idle_seconds, lambda: loop.create_task(self._expire(session)))
+        expiry = loop.call_later(self.idle_seconds, self._start_expiry, session)
         idle.append((session, expiry))
+
+    def _start_expiry(self, session: ExecSession) -> None:
+        task = asyncio.get_running_loop().create_task(self._expire(session))
+        self._expiring.add(task)
+        task.add_done_callback(self._expiring.discard)
 
     async def _expire(self, session: ExecSession) -> None:
         idle = self._idle.get(session.user, [])
@@ -120,6 +126,8 @@ class ExecSessionPool:
             for session, expiry in idle:
                 expiry.cancel()
                 await session.close()
+        if self._expiring:
+            await asyncio.gather(*self._expiring)
 
     def idle_count(self, user: str) -> int:
         return len(self._idle.get(user, []))
