@@ -36,6 +36,17 @@ def spawn_cli(*args: str) -> pexpect.spawn:
                          env=dict(os.environ), dimensions=(24, 200))
 
 
+def run_cli(*args: str) -> tuple[int | None, str]:
+    """Run ``shellsvc ARGS`` to its end in a pty: (exit status, everything it printed)."""
+    child = spawn_cli(*args)
+    try:
+        child.expect(pexpect.EOF)
+        child.close()
+    finally:
+        child.close(force=True)
+    return child.exitstatus, child.before
+
+
 def stop(child: pexpect.spawn) -> int:
     try:
         child.kill(signal.SIGINT)
@@ -134,14 +145,9 @@ def test_serve_reapplies_the_patch_journal_after_a_restart(tmp_path: Path) -> No
 def test_serve_reports_config_errors_with_file_and_key(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text('[users.alice]\nrole = "superuser"\npassword_hash = "x"\n')
-    child = spawn_cli("serve", "--config", str(config))
-    try:
-        child.expect(pexpect.EOF)
-        child.close()
-    finally:
-        child.close(force=True)
-    assert child.exitstatus == 2
-    assert f"{config}: users.alice.role: must be one of admin, operator" in child.before
+    status, output = run_cli("serve", "--config", str(config))
+    assert status == 2
+    assert f"{config}: users.alice.role: must be one of admin, operator" in output
 
 
 def test_serve_refuses_an_audit_log_others_can_read_with_a_clear_message(tmp_path: Path) -> None:
@@ -152,15 +158,10 @@ def test_serve_refuses_an_audit_log_others_can_read_with_a_clear_message(tmp_pat
     state.mkdir(mode=0o700)
     (state / "audit.log").write_text("")
     (state / "audit.log").chmod(0o644)
-    child = spawn_cli("serve", "--config", str(config))
-    try:
-        child.expect(pexpect.EOF)
-        child.close()
-    finally:
-        child.close(force=True)
-    assert child.exitstatus == 2
-    assert "audit.log" in child.before and "chmod 600" in child.before
-    assert "Traceback" not in child.before
+    status, output = run_cli("serve", "--config", str(config))
+    assert status == 2
+    assert "audit.log" in output and "chmod 600" in output
+    assert "Traceback" not in output
 
 
 SSH_OPTIONS = " -F /dev/null -o PubkeyAuthentication=no -o IdentityAgent=none"
@@ -248,11 +249,6 @@ def test_serve_names_a_missing_plugin_directory_and_a_bad_log_level(tmp_path: Pa
         ((), f"shellsvc serve: {config}: server.plugins: {tmp_path / 'no_such_dir'}: no such file or directory"),
         (("--log-level", "verbose"), "argument --log-level: invalid choice: 'VERBOSE'"),
     ):
-        child = spawn_cli("serve", "--config", str(config), *args)
-        try:
-            child.expect(pexpect.EOF)
-            child.close()
-        finally:
-            child.close(force=True)
-        assert child.exitstatus == 2
-        assert message in child.before and "Traceback" not in child.before
+        status, output = run_cli("serve", "--config", str(config), *args)
+        assert status == 2
+        assert message in output and "Traceback" not in output
